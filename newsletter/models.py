@@ -1,0 +1,161 @@
+"""Frozen dataclasses passed between stages: entries, settings, subscribers, matches, issues."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Links:
+    """Where a paper can be read; every value is an http(s) URL or None."""
+
+    page: str | None = None
+    arxiv: str | None = None
+    pdf: str | None = None
+    code: str | None = None
+    project: str | None = None
+
+    def as_dict(self) -> dict[str, str]:
+        return {k: v for k, v in self.__dict__.items() if v}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One paper, as parsed from a source or loaded from the store."""
+
+    id: str
+    title: str
+    abstract: str = ""
+    authors: tuple[str, ...] = ()
+    author_count: int | None = None
+    published: date | None = None
+    upvotes: int | None = None
+    comments: int | None = None
+    organization: str | None = None
+    links: Links = field(default_factory=Links)
+    sources: tuple[str, ...] = ()
+    first_seen: datetime | None = None
+    updated: datetime | None = None
+
+    @property
+    def url(self) -> str | None:
+        return self.links.page or self.links.arxiv or self.links.pdf
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    type: str  # hf-listing | hf-daily | arxiv | feed | file
+    url: str | None = None
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str = "localhost"
+    port: int = 587
+    tls: str = "starttls"  # starttls | tls | none
+    username: str | None = None
+    password: str | None = None
+    timeout: float = 30.0
+    concurrency: int = 2
+    rate_limit: float = 0.0  # messages per second, 0 = unlimited
+
+    def __repr__(self) -> str:  # never show the password
+        return (
+            f"SmtpConfig(host={self.host!r}, port={self.port}, tls={self.tls!r}, "
+            f"username={self.username!r}, password={'***' if self.password else None})"
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    title: str
+    sender: str
+    base_url: str | None
+    sources: tuple[SourceConfig, ...]
+    schedule: str
+    timezone: str
+    max_entries: int
+    send_empty: bool
+    min_upvotes: int
+    smtp: SmtpConfig
+    templates: Path | None
+    unsubscribe_mailto: str | None
+    language: str = "en"
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    email: str  # normalised: NFC, lower-cased domain
+    name: str | None
+    keywords: tuple[str, ...]
+    exclude: tuple[str, ...]
+    schedule: str
+    timezone: str
+    max_entries: int
+    min_upvotes: int
+    send_empty: bool
+    paused: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    settings: Settings
+    subscribers: tuple[Subscriber, ...]
+    warnings: tuple[str, ...] = ()
+
+    def subscriber(self, email: str) -> Subscriber | None:
+        from newsletter.addresses import normalise_address
+
+        key = normalise_address(email)
+        return next((s for s in self.subscribers if s.email == key), None)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One query term found in one field of an entry: the "why you got this"."""
+
+    query: str
+    term: str
+    field: str  # title | abstract | author
+    phrase: bool = False
+
+
+@dataclass(frozen=True)
+class Match:
+    entry: Entry
+    score: float
+    hits: tuple[Hit, ...]
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(h.term for h in self.hits))
+
+
+@dataclass(frozen=True)
+class Issue:
+    """What one subscriber receives for one slot; id is derived from (subscriber, slot UTC)."""
+
+    id: str
+    subscriber: Subscriber
+    slot: datetime  # UTC
+    built_at: datetime
+    matches: tuple[Match, ...]
+    first: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not self.matches
+
+
+@dataclass(frozen=True)
+class RenderedIssue:
+    issue: Issue
+    subject: str
+    preheader: str
+    html: str
+    text: str
