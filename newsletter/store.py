@@ -111,6 +111,22 @@ class Store:
         except sqlite3.DatabaseError as exc:
             raise StateError(f"{path}: cannot use the state file: {exc}") from exc
 
+    @classmethod
+    def snapshot(cls, path: Path) -> Store:
+        """An in-memory copy of the state file (or an empty one): changes never reach the disk."""
+        store = cls.__new__(cls)
+        store.path = path
+        store.db = sqlite3.connect(":memory:", isolation_level=None)
+        if path.exists():
+            try:
+                source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+                source.backup(store.db)
+                source.close()
+            except sqlite3.DatabaseError as exc:
+                raise StateError(f"{path}: cannot read the state file: {exc}") from exc
+        store.db.executescript(_SCHEMA)
+        return store
+
     def close(self) -> None:
         self.db.close()
 

@@ -1,0 +1,3 @@
+"""newsletter: personal research-paper digests by email."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,7 @@
+"""`python -m newsletter`."""
+
+import sys
+
+from newsletter.cli import main
+
+sys.exit(main())

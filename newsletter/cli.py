@@ -1,0 +1,329 @@
+"""Command line: each command parses its arguments, calls the library, and maps errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+from newsletter import __version__, pipeline, preview
+from newsletter.config import load
+from newsletter.entries import to_json
+from newsletter.errors import ConfigError, NewsletterError, PartialDeliveryError, QuerySyntaxError
+from newsletter.models import Config
+from newsletter.store import Store
+
+EPILOG = "Docs: README.md. Exit codes: 0 ok, 1 error, 2 usage or configuration, 3 some deliveries failed."
+
+
+def _when(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"'{value}' is not a date-time (use ISO 8601, e.g. 2026-11-27T07:00 or 2026-11-27T07:00+01:00)"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]  # usage errors: exit 2
+        self.print_usage(sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="newsletter", description="Personal research-paper digests by email.",
+                epilog=EPILOG)
+    p.add_argument("--file", "-f", type=Path, default=Path("subscribers.yaml"),
+                   help="the subscribers file (default: subscribers.yaml)")
+    p.add_argument("--state", type=Path, help="the SQLite state file (default: .newsletter/state.sqlite3 "
+                                              "beside the subscribers file)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--quiet", "-q", action="store_true", help="print only errors")
+    p.add_argument("--verbose", "-v", action="store_true", help="print every step")
+    p.add_argument("--version", action="version", version=f"newsletter {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    c = sub.add_parser("validate", help="check the subscribers file and report every problem",
+                       description="Check the subscribers file; every problem is reported as FILE:LINE:COL.")
+    c.set_defaults(run=cmd_validate)
+
+    c = sub.add_parser("ingest", help="read entries from files, URLs or the configured sources",
+                       description="Ingest entries. Without PATH, ingest the sources configured in "
+                                   "newsletter.sources.")
+    c.add_argument("paths", nargs="*", metavar="PATH_OR_URL")
+    c.add_argument("--format", choices=("hf-listing", "hf-daily", "arxiv", "feed", "file"),
+                   help="force the input format instead of detecting it")
+    c.set_defaults(run=cmd_ingest)
+
+    c = sub.add_parser("entries", help="list stored entries", description="List stored entries.")
+    c.add_argument("--json", action="store_true", help="print a JSON array (re-ingestible with ingest)")
+    c.add_argument("--since", type=_when, help="only entries first seen after this time")
+    c.set_defaults(run=cmd_entries)
+
+    c = sub.add_parser("match", help="show what a query or a subscriber's profile selects",
+                       description="Rank the stored entries against queries (any of them) or a "
+                                   "subscriber's profile, with the reasons.")
+    c.add_argument("queries", nargs="*", metavar="QUERY")
+    c.add_argument("--subscriber", metavar="EMAIL", help="use this subscriber's keywords and excludes")
+    c.add_argument("--exclude", action="append", default=[], metavar="QUERY", help="exclude query")
+    c.add_argument("--since", type=_when, help="only entries first seen after this time")
+    c.add_argument("--limit", type=int, default=20, help="at most N results (default 20)")
+    c.add_argument("--json", action="store_true", help="print JSON: [{id, title, score, reasons}]")
+    c.set_defaults(run=cmd_match)
+
+    c = sub.add_parser("preview", help="write each subscriber's next issue as local files",
+                       description="Render the issue every (or one) subscriber would get now into "
+                                   "DIR/index.html plus .html/.txt/.eml files. Sends and records nothing.")
+    c.add_argument("--subscriber", metavar="EMAIL")
+    c.add_argument("--out", type=Path, default=Path("preview"), help="output folder (default: preview)")
+    c.add_argument("--at", type=_when, help="preview the issue due at this time (default: now)")
+    c.add_argument("--no-fetch", action="store_true", help="do not ingest the configured sources first")
+    c.set_defaults(run=cmd_preview)
+
+    c = sub.add_parser("send", help="build every due issue and deliver it",
+                       description="Ingest the sources, build every issue that is due, commit it to the "
+                                   "ledger and deliver it over SMTP (or into a Maildir with --outbox).")
+    c.add_argument("--subscriber", metavar="EMAIL")
+    c.add_argument("--at", type=_when, help="act as if it were this time (default: now)")
+    c.add_argument("--dry-run", action="store_true", help="only list what would be sent")
+    c.add_argument("--outbox", type=Path, metavar="DIR", help="deliver into this Maildir instead of SMTP")
+    c.add_argument("--no-fetch", action="store_true", help="do not ingest the configured sources first")
+    c.set_defaults(run=cmd_send)
+
+    c = sub.add_parser("status", help="per subscriber: last issue and result; per source: last fetch",
+                       description="Show the delivery ledger and source health.")
+    c.add_argument("--json", action="store_true")
+    c.add_argument("--at", type=_when, help="compute next slots from this time (default: now)")
+    c.set_defaults(run=cmd_status)
+    return p
+
+
+# --- shared -------------------------------------------------------------------------------------
+
+def _now(args: argparse.Namespace) -> datetime:
+    return getattr(args, "at", None) or datetime.now(timezone.utc)
+
+
+def _config(args: argparse.Namespace) -> Config:
+    config = load(args.file, os.environ)
+    if not args.quiet:
+        for warning in config.warnings:
+            print(warning, file=sys.stderr)
+    return config
+
+
+def _state_path(args: argparse.Namespace) -> Path:
+    return args.state or args.file.resolve().parent / ".newsletter" / "state.sqlite3"
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    if not args.quiet:
+        print(text)
+
+
+def _report_ingest(args: argparse.Namespace, reports: Sequence[pipeline.IngestReport]) -> None:
+    for r in reports:
+        if r.error:
+            print(f"error: {r.error}", file=sys.stderr)
+        elif r.not_modified:
+            _say(args, f"{r.source}: not modified since the last fetch")
+        else:
+            _say(args, f"{r.source}: {r.new} new, {r.updated} updated, {r.unchanged} unchanged")
+
+
+# --- commands -------------------------------------------------------------------------------------
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config = load(args.file, os.environ)
+    for warning in config.warnings:
+        print(warning)
+    _say(args, f"{args.file}: ok ({len(config.subscribers)} subscribers, "
+               f"{len(config.settings.sources)} sources)")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    now = datetime.now(timezone.utc)
+    with _open_store(args) as store:
+        if args.paths:
+            reports = pipeline.ingest_paths(store, args.paths, args.format, now)
+        else:
+            reports = pipeline.ingest_sources(store, _config(args), now)
+    _report_ingest(args, reports)
+    return 1 if any(r.error for r in reports) else 0
+
+
+def _open_store(args: argparse.Namespace) -> Store:
+    return Store(_state_path(args))
+
+
+def cmd_entries(args: argparse.Namespace) -> int:
+    with _open_store(args) as store:
+        entries = store.entries(since=args.since)
+    if args.json:
+        print(json.dumps([to_json(e) for e in entries], ensure_ascii=False, indent=1))
+        return 0
+    for e in entries:
+        date = e.published.isoformat() if e.published else "          "
+        votes = f"▲{e.upvotes}" if e.upvotes is not None else ""
+        print(f"{e.id:<20} {date} {votes:>5}  {e.title}")
+    _say(args, f"{len(entries)} entries")
+    return 0
+
+
+def cmd_match(args: argparse.Namespace) -> int:
+    from newsletter.matching import EntryIndex, Profile
+
+    keywords, exclude = list(args.queries), list(args.exclude)
+    min_upvotes = 0
+    if args.subscriber:
+        config = _config(args)
+        sub = config.subscriber(args.subscriber)
+        if sub is None:
+            raise ConfigError(f"no subscriber '{args.subscriber}' in {args.file}")
+        keywords += list(sub.keywords)
+        exclude += list(sub.exclude)
+        min_upvotes = sub.min_upvotes
+    if not keywords:
+        raise ConfigError("give at least one QUERY or --subscriber EMAIL")
+    try:
+        profile = Profile.from_strings(keywords, exclude, min_upvotes)
+    except QuerySyntaxError as exc:
+        raise ConfigError(f"query: {exc}") from exc
+    with _open_store(args) as store:
+        entries = store.entries(since=args.since)
+    matches = EntryIndex(entries).select(profile, limit=args.limit)
+    if args.json:
+        print(json.dumps([{
+            "id": m.entry.id, "title": m.entry.title, "score": m.score,
+            "upvotes": m.entry.upvotes, "url": m.entry.url,
+            "reasons": [{"query": h.query, "term": h.term, "field": h.field} for h in m.hits],
+        } for m in matches], ensure_ascii=False, indent=1))
+        return 0
+    _print_matches(matches, len(entries))
+    return 0
+
+
+def _print_matches(matches: Sequence[object], total: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(matches)} of {total} entries match", show_lines=False)
+    table.add_column("#", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("▲", justify="right")
+    table.add_column("title")
+    table.add_column("why")
+    for i, m in enumerate(matches, 1):
+        why = "; ".join(f"{h.term} ({h.field})" for h in m.hits)  # type: ignore[attr-defined]
+        e = m.entry  # type: ignore[attr-defined]
+        table.add_row(str(i), f"{m.score:g}", "" if e.upvotes is None else str(e.upvotes),  # type: ignore[attr-defined]
+                      e.title, why)
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    config = _config(args)
+    now = _now(args)
+    store = Store.snapshot(_state_path(args))  # ingest into a copy: the state file never changes
+    try:
+        if not args.no_fetch:
+            _report_ingest(args, pipeline.ingest_sources(store, config, now))
+        rows = preview.write(config, store, now, args.out, only=args.subscriber,
+                             secret=os.environ.get("NEWSLETTER_SECRET"))
+    finally:
+        store.close()
+    for r in rows:
+        if r.subject:
+            _say(args, f"{r.email}: {r.entries} entries, {r.size / 1024:.1f} KB — {r.subject}")
+        else:
+            _say(args, f"{r.email}: nothing to send ({r.reason})")
+    _say(args, f"wrote {args.out / 'index.html'}")
+    return 0
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    config = _config(args)
+    now = _now(args)
+    secret = os.environ.get("NEWSLETTER_SECRET")
+    if args.dry_run:
+        store = Store.snapshot(_state_path(args))
+        try:
+            if not args.no_fetch:
+                _report_ingest(args, pipeline.ingest_sources(store, config, now))
+            planned, skipped = pipeline.plan(config, store, now, only=args.subscriber,
+                                             secret=secret or pipeline.PREVIEW_SECRET)
+            pending = store.pending_issues(now)
+        finally:
+            store.close()
+        for p in planned:
+            what = f"would send {len(p.issue.matches)} entries" if p.sends else f"nothing to send ({p.reason})"
+            print(f"{p.subscriber.email}: {what}")
+        for s in skipped:
+            print(f"{s.subscriber.email}: not due ({s.reason})")
+        for row in pending:
+            print(f"{row.subscriber}: pending from {row.slot:%Y-%m-%d %H:%M} UTC, "
+                  f"{row.attempts} attempts, last error: {row.last_error or '-'}")
+        return 0
+    with _open_store(args) as store:
+        if not args.no_fetch:
+            _report_ingest(args, pipeline.ingest_sources(store, config, now))
+        progress = (lambda o: print(f"{o.recipient}: {'sent' if o.ok else o.text}")) if args.verbose else None
+        report = pipeline.send(config, store, now, only=args.subscriber, outbox=args.outbox,
+                               secret=secret, progress=progress)
+    for email, reason in report.empty:
+        _say(args, f"{email}: nothing sent ({reason})")
+    for email, reason in report.retrying:
+        print(f"{email}: will retry: {reason}", file=sys.stderr)
+    for email, reason in report.expired:
+        print(f"{email}: expired: {reason}", file=sys.stderr)
+    for email, reason in report.failed:
+        print(f"{email}: failed: {reason}", file=sys.stderr)
+    if report.stopped:
+        print(f"error: {report.stopped}", file=sys.stderr)
+    _say(args, f"sent {len(report.sent)}, retrying {len(report.retrying)}, failed {len(report.failed)}, "
+               f"nothing to send {len(report.empty)}")
+    if report.failed or report.retrying or report.stopped or report.expired:
+        raise PartialDeliveryError(f"{len(report.failed) + len(report.retrying) + len(report.expired)} "
+                                   "deliveries did not go through (listed above); see `newsletter status`")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from newsletter import status
+
+    config = _config(args)
+    with _open_store(args) as store:
+        info = status.collect(config, store, _now(args))
+    if args.json:
+        print(json.dumps(info, indent=1, ensure_ascii=False))
+    else:
+        print(status.as_text(info))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except NewsletterError as exc:
+        if args.debug:
+            raise
+        message = str(exc)
+        if isinstance(exc, ConfigError) and len(exc.problems) > 1:
+            print("\n".join(exc.problems), file=sys.stderr)
+            print(f"error: {len(exc.problems)} problems in {args.file}", file=sys.stderr)
+        else:
+            print(message if message.startswith(str(args.file)) else f"error: {message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,286 @@
+"""The one place that wires the stages: ingest sources, build issues, record them, deliver them."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from newsletter import issues as issuelib
+from newsletter import message as messagelib
+from newsletter import sources
+from newsletter.delivery import Job, Outcome
+from newsletter.errors import ConfigError, DeliveryError, NewsletterError, SourceError
+from newsletter.matching import EntryIndex, Profile
+from newsletter.models import Config, Issue, RenderedIssue, Subscriber
+from newsletter.query import Query, parse
+from newsletter.rendering import environment, render
+from newsletter.sources.fetch import read, read_path
+from newsletter.store import Store
+
+PREVIEW_SECRET = "preview-only: set NEWSLETTER_SECRET to sign real unsubscribe links"
+PAUSE_AFTER_HARD_FAILURES = 3
+
+
+# --- ingest ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class IngestReport:
+    source: str
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    error: str | None = None
+    not_modified: bool = False
+
+
+def ingest_paths(store: Store, paths: Sequence[str], fmt: str | None, now: datetime) -> list[IngestReport]:
+    """Ingest files or URLs given on the command line; any failure is an error for that path."""
+    from newsletter.sources.fetch import fetch_url
+
+    reports = []
+    for target in paths:
+        if target.startswith(("http://", "https://")):
+            data = fetch_url(target, target).data or b""
+        else:
+            data = read_path(Path(target), target)
+        kind = fmt or sources.detect(data, target)
+        entries = sources.parse(kind, data, source=Path(target).name or target, today=now.date())
+        counts = store.upsert_entries(entries, now)
+        reports.append(IngestReport(target, **counts))
+    return reports
+
+
+def ingest_sources(store: Store, config: Config, now: datetime) -> list[IngestReport]:
+    """Ingest every configured source. A failing source is recorded and reported, not raised."""
+    reports = []
+    for src in config.settings.sources:
+        cursor = store.source(src.name)
+        try:
+            fetched = read(src, etag=cursor.etag if cursor else None,
+                           last_modified=cursor.last_modified if cursor else None)
+            if fetched.data is None:
+                store.record_fetch(src.name, now, entries=None)
+                reports.append(IngestReport(src.name, not_modified=True))
+                continue
+            entries = sources.parse(src.type, fetched.data, source=src.name, today=now.date())
+            counts = store.upsert_entries(entries, now)
+            store.record_fetch(src.name, now, entries=len(entries), etag=fetched.etag,
+                               last_modified=fetched.last_modified)
+            reports.append(IngestReport(src.name, **counts))
+        except SourceError as exc:
+            store.record_fetch(src.name, now, error=str(exc))
+            reports.append(IngestReport(src.name, error=str(exc)))
+    return reports
+
+
+# --- building issues ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Planned:
+    """An issue that is due now, built (and rendered when there is something to send)."""
+
+    subscriber: Subscriber
+    issue: Issue
+    rendered: RenderedIssue | None
+    message: bytes | None
+    reason: str  # why nothing goes out, or "" when it does
+
+    @property
+    def sends(self) -> bool:
+        return self.message is not None
+
+
+@dataclass(frozen=True)
+class Skipped:
+    subscriber: Subscriber
+    reason: str
+
+
+def _profiles(subscribers: Sequence[Subscriber]) -> dict[str, Profile]:
+    cache: dict[str, Query] = {}
+
+    def q(text: str) -> Query:
+        if text not in cache:
+            cache[text] = parse(text)
+        return cache[text]
+
+    return {s.email: Profile(tuple(map(q, s.keywords)), tuple(map(q, s.exclude)), s.min_upvotes)
+            for s in subscribers}
+
+
+def plan(config: Config, store: Store, now: datetime, *, only: str | None = None,
+         secret: str | None = None) -> tuple[list[Planned], list[Skipped]]:
+    """Build every issue due at `now` without writing anything."""
+    subscribers = list(config.subscribers)
+    if only is not None:
+        chosen = config.subscriber(only)
+        if chosen is None:
+            raise ConfigError(f"no subscriber '{only}' in {config.path}")
+        subscribers = [chosen]
+    unsubscribed = store.unsubscribed()
+    paused = store.paused()
+    skipped: list[Skipped] = []
+    due: list[tuple[Subscriber, datetime, datetime, bool]] = []
+    for sub in subscribers:
+        if sub.email in unsubscribed:
+            skipped.append(Skipped(sub, "unsubscribed"))
+            continue
+        if sub.paused:
+            skipped.append(Skipped(sub, f"paused in {config.path.name}"))
+            continue
+        if sub.email in paused:
+            skipped.append(Skipped(sub, paused[sub.email]))
+            continue
+        slot = issuelib.due_slot(sub, now)
+        if slot is None:
+            skipped.append(Skipped(sub, "the schedule has not fired yet"))
+            continue
+        existing = store.issue(issuelib.issue_id(sub.email, slot))
+        if existing is not None:
+            skipped.append(Skipped(sub, f"the issue for {slot:%Y-%m-%d %H:%M} UTC exists ({existing.status})"))
+            continue
+        previous = store.last_issue(sub.email, before=slot)
+        since = issuelib.window_start(sub, slot, now, previous.built_at if previous else None)
+        due.append((sub, slot, since, previous is None))
+    if not due:
+        return [], skipped
+    index = EntryIndex(store.entries(since=min(d[2] for d in due), until=now))
+    profiles = _profiles([d[0] for d in due])
+    env = environment(config.settings.templates)
+    planned = []
+    for sub, slot, since, first in due:
+        issue = issuelib.build_issue(sub, slot, now, index, since, store.delivered_ids(sub.email),
+                                     first, profiles[sub.email])
+        if issue.empty and not sub.send_empty:
+            any_new = issuelib.candidate_mask(index, since, now, ()) != 0
+            reason = "none of the new entries matched the profile" if any_new else "no new entries"
+            planned.append(Planned(sub, issue, None, None, reason))
+            continue
+        rendered, msg = _render_message(config, issue, now, secret, env)
+        planned.append(Planned(sub, issue, rendered, msg, ""))
+    return planned, skipped
+
+
+def _render_message(config: Config, issue: Issue, now: datetime, secret: str | None,
+                    env: object) -> tuple[RenderedIssue, bytes]:
+    settings = config.settings
+    links = messagelib.unsubscribe_links(settings, issue.subscriber.email, secret or PREVIEW_SECRET)
+    rendered = render(issue, settings, unsubscribe_url=links.visible,
+                      change_url=messagelib.change_profile_url(settings, issue.subscriber.email),
+                      env=env)  # type: ignore[arg-type]
+    msg = messagelib.build(rendered, settings, issue.subscriber, links, now)
+    return rendered, messagelib.to_bytes(msg)
+
+
+# --- sending -----------------------------------------------------------------------------------
+
+@dataclass
+class SendReport:
+    built: int = 0
+    empty: list[tuple[str, str]] = field(default_factory=list)
+    sent: list[str] = field(default_factory=list)
+    retrying: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    expired: list[tuple[str, str]] = field(default_factory=list)
+    stopped: str | None = None
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def record(store: Store, planned: Sequence[Planned]) -> int:
+    """Commit built issues: `pending` with their exact bytes, or `empty`. Returns how many are new."""
+    added = 0
+    for p in planned:
+        status = "pending" if p.sends else "empty"
+        ids = [m.entry.id for m in p.issue.matches]
+        msg_id = messagelib.message_id_from_bytes(p.message) if p.message else None
+        if store.record_issue(p.issue.id, p.subscriber.email, p.issue.slot, p.issue.built_at, status,
+                              ids, p.rendered.subject if p.rendered else None, msg_id, p.message):
+            added += 1
+    return added
+
+
+def send(config: Config, store: Store, now: datetime, *, only: str | None = None,
+         outbox: Path | None = None, secret: str | None = None,
+         progress: Callable[[Outcome], None] | None = None) -> SendReport:
+    if config.settings.base_url and not secret:
+        raise ConfigError("NEWSLETTER_SECRET is not set: it signs the unsubscribe links "
+                          "(newsletter.base_url is set); export it and run send again")
+    planned, skipped = plan(config, store, now, only=only, secret=secret)
+    report = SendReport(skipped=skipped)
+    report.built = record(store, planned)
+    report.empty = [(p.subscriber.email, p.reason) for p in planned if not p.sends]
+    jobs = _pending_jobs(config, store, now, only, report)
+    if not jobs:
+        return report
+    by_issue = {j.issue_id: j for j in jobs}
+    rng = random.Random()
+
+    def on_outcome(outcome: Outcome) -> None:
+        job = by_issue[outcome.issue_id]
+        if outcome.ok:
+            store.mark_sent(job.issue_id, now)
+            store.clear_hard_failures(job.recipient)
+            report.sent.append(job.recipient)
+        elif outcome.permanent:
+            store.mark_attempt(job.issue_id, error=outcome.text, code=outcome.code, permanent=True,
+                               next_attempt=None)
+            report.failed.append((job.recipient, outcome.text))
+            if store.add_hard_failure(job.recipient, PAUSE_AFTER_HARD_FAILURES):
+                report.failed.append((job.recipient, "subscriber paused after repeated permanent failures"))
+        else:
+            row = store.issue(job.issue_id)
+            attempts = (row.attempts if row else 0) + 1
+            store.mark_attempt(job.issue_id, error=outcome.text, code=outcome.code, permanent=False,
+                               next_attempt=now + issuelib.retry_delay(attempts, rng.random()),
+                               possible_duplicate=outcome.possible_duplicate)
+            report.retrying.append((job.recipient, outcome.text))
+        if progress:
+            progress(outcome)
+
+    if outbox is not None:
+        from newsletter.delivery import maildir
+
+        maildir.deliver(outbox, jobs, on_outcome)
+    else:
+        from newsletter.delivery.smtp import SmtpSender
+
+        sender = SmtpSender(config.settings.smtp)
+        asyncio.run(sender.deliver(jobs, on_outcome))
+        if sender.tripped:
+            report.stopped = (f"stopped after {sender.consecutive_connection_failures} consecutive "
+                              "connection failures; the rest stays pending")
+    return report
+
+
+def _pending_jobs(config: Config, store: Store, now: datetime, only: str | None,
+                  report: SendReport) -> list[Job]:
+    sender = messagelib.sender_address(config.settings)
+    subscriber = config.subscriber(only).email if only and config.subscriber(only) else None
+    active = {s.email for s in config.subscribers if not s.paused} - store.unsubscribed()
+    jobs = []
+    for row in store.pending_issues(now, subscriber):
+        if row.subscriber not in active:
+            continue
+        sub = config.subscriber(row.subscriber)
+        assert sub is not None
+        nxt = issuelib.schedule_of(sub).next_after(row.slot)
+        if nxt is not None and now >= nxt + timedelta(hours=1) and row.attempts > 0:
+            reason = f"not delivered before the next slot ({nxt:%Y-%m-%d %H:%M} UTC): {row.last_error}"
+            store.mark_expired(row.id, reason)
+            report.expired.append((row.subscriber, reason))
+            continue
+        if row.message is None:
+            raise DeliveryError(f"issue {row.id} for {row.subscriber} is pending without a message")
+        jobs.append(Job(row.id, sender, row.subscriber, row.message))
+    return jobs
+
+
+def failures(report: SendReport) -> list[tuple[str, str]]:
+    return report.failed
+
+
+__all__ = ["NewsletterError", "ingest_paths", "ingest_sources", "plan", "record", "send"]

@@ -1,0 +1,90 @@
+"""`newsletter status`: per subscriber the next slot, last issue and why nothing was sent; per source
+the last fetch and its error."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from newsletter import issues as issuelib
+from newsletter.models import Config
+from newsletter.store import Store
+
+
+def collect(config: Config, store: Store, now: datetime) -> dict[str, Any]:
+    unsubscribed = store.unsubscribed()
+    paused = store.paused()
+    subscribers = []
+    for sub in config.subscribers:
+        nxt = issuelib.schedule_of(sub).next_after(now)
+        last = store.last_issue(sub.email)
+        state = "active"
+        if sub.email in unsubscribed:
+            state = "unsubscribed"
+        elif sub.paused:
+            state = "paused"
+        elif sub.email in paused:
+            state = f"paused: {paused[sub.email]}"
+        row: dict[str, Any] = {
+            "email": sub.email,
+            "state": state,
+            "next_slot_utc": nxt.isoformat() if nxt else None,
+            "next_slot_local": nxt.astimezone(ZoneInfo(sub.timezone)).isoformat() if nxt else None,
+            "last_issue": None,
+        }
+        if last is not None:
+            row["last_issue"] = {
+                "slot_utc": last.slot.isoformat(), "status": last.status, "entries": last.entry_count,
+                "attempts": last.attempts, "error": last.last_error, "sent_at":
+                last.sent_at.isoformat() if last.sent_at else None,
+                "why_nothing_sent": _why(last.status, last.last_error),
+            }
+        subscribers.append(row)
+    srcs = [{"name": s.name, "last_fetch": s.last_fetch.isoformat() if s.last_fetch else None,
+             "last_ok": s.last_ok.isoformat() if s.last_ok else None,
+             "entries": s.entries, "error": s.last_error} for s in store.sources()]
+    pending = [{"email": r.subscriber, "slot_utc": r.slot.isoformat(), "attempts": r.attempts,
+                "error": r.last_error} for r in store.issues("pending")]
+    failed = [{"email": r.subscriber, "slot_utc": r.slot.isoformat(), "code": r.last_code,
+               "error": r.last_error} for r in store.issues("failed")]
+    return {"subscribers": subscribers, "sources": srcs, "pending": pending, "failed": failed,
+            "entries": store.entry_count()}
+
+
+def _why(status: str, error: str | None) -> str | None:
+    return {
+        "empty": "nothing new matched the profile",
+        "failed": f"delivery failed permanently: {error}",
+        "expired": f"expired before it could be delivered: {error}",
+        "pending": f"waiting to be delivered{': ' + error if error else ''}",
+    }.get(status)
+
+
+def as_text(info: dict[str, Any]) -> str:
+    lines = [f"{info['entries']} entries stored", "", "Subscribers:"]
+    for s in info["subscribers"]:
+        lines.append(f"  {s['email']} [{s['state']}] next: {s['next_slot_local']} ({s['next_slot_utc']} UTC)")
+        last = s["last_issue"]
+        if last is None:
+            lines.append("    no issue yet")
+        else:
+            why = f" — {last['why_nothing_sent']}" if last["why_nothing_sent"] else ""
+            lines.append(f"    last issue {last['slot_utc']}: {last['status']}, {last['entries']} entries{why}")
+    lines.append("")
+    lines.append("Sources:")
+    if not info["sources"]:
+        lines.append("  none fetched yet")
+    for s in info["sources"]:
+        result = f"error: {s['error']}" if s["error"] else f"ok, {s['entries']} entries"
+        lines.append(f"  {s['name']}: last fetch {s['last_fetch']} — {result}")
+    if info["pending"]:
+        lines.append("")
+        lines.append(f"Pending deliveries: {len(info['pending'])}")
+        lines.extend(f"  {p['email']} ({p['slot_utc']}): {p['attempts']} attempts, {p['error'] or '-'}"
+                     for p in info["pending"])
+    if info["failed"]:
+        lines.append("")
+        lines.append(f"Failed deliveries: {len(info['failed'])}")
+        lines.extend(f"  {f['email']} ({f['slot_utc']}): {f['error']}" for f in info["failed"])
+    return "\n".join(lines)

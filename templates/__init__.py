@@ -1,0 +1,1 @@
+"""The default theme, installed as the package `newsletter.templates` (see pyproject.toml)."""
