@@ -130,7 +130,10 @@ class _Checker:
         try:
             q = parse(text)
         except QuerySyntaxError as exc:
-            self.error(node, f"{what}: {exc}")
+            line, col = node.start_mark.line, node.start_mark.column
+            if node.end_mark.line == line and "\\" not in node.value:
+                col += (1 if node.style in ("'", '"') else 0) + exc.column - 1  # point at the character
+            self.problems.append((line, col, f"{what}: {exc}"))
             return
         for warning in q.warnings():
             self.warn(node, f"{what}: '{text}' {warning}")
