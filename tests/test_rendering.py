@@ -1,0 +1,177 @@
+"""Rendering and the message: hostile text stays text, headers stay single lines, size stays small."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date, datetime, timezone
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+
+from conftest import DATA
+from newsletter import message as messagelib
+from newsletter.config import loads
+from newsletter.matching import EntryIndex, Profile
+from newsletter.models import Config, Entry, Issue, Links
+from newsletter.rendering import render, trim_abstract
+
+NOW = datetime(2026, 11, 27, 7, 0, tzinfo=timezone.utc)
+CONFIG = """\
+newsletter:
+  title: Test Digest
+  sender: "Test Digest <digest@example.org>"
+  base_url: https://digest.example.org
+subscribers:
+  - email: ada@example.org
+    name: Ada
+    keywords: ['paper OR model OR script OR alert OR xss OR title']
+    max_entries: 40
+"""
+
+
+def config(text: str = CONFIG) -> Config:
+    return loads(text, Path("subscribers.yaml"), {})
+
+
+def issue_for(entries: list[Entry], cfg: Config | None = None) -> Issue:
+    cfg = cfg or config()
+    sub = cfg.subscribers[0]
+    matches = EntryIndex(entries).select(Profile.from_strings(sub.keywords), limit=sub.max_entries)
+    return Issue(id="issue1", subscriber=sub, slot=NOW, built_at=NOW, matches=tuple(matches))
+
+
+def rendered_message(entries: list[Entry]) -> tuple[str, str, bytes]:
+    cfg = config()
+    issue = issue_for(entries, cfg)
+    links = messagelib.unsubscribe_links(cfg.settings, "ada@example.org", "s3cret")
+    r = render(issue, cfg.settings, unsubscribe_url=links.visible, change_url="mailto:digest@example.org")
+    msg = messagelib.build(r, cfg.settings, cfg.subscribers[0], links, NOW)
+    return r.html, r.text, messagelib.to_bytes(msg)
+
+
+def hostile_values() -> list[str]:
+    xss = json.loads((DATA / "xss_vectors_bleach_regression.json").read_text())["cases"]
+    real = json.loads((DATA / "real_edge_cases.json").read_text())["cases"]
+    return [c["input"] for c in xss] + [c["value"] if isinstance(c["value"], str) else json.dumps(c["value"])
+                                        for c in real] + [
+        "</mj-text><mj-raw><script>alert(1)</script></mj-raw><mj-text>",
+        "Title with &amp; entity and &lt;b&gt;",
+        "Line one\r\nBcc: evil@example.com",
+        "=?UTF-8?Q?=0A?=Bcc: x@evil.example",
+    ]
+
+
+def _visible_html(html: str) -> str:
+    return re.sub(r"<style.*?</style>", "", html, flags=re.S)
+
+
+@pytest.mark.parametrize("value", hostile_values())
+def test_hostile_titles_and_abstracts_render_as_text(value: str) -> None:
+    entry = Entry(id="x", title=f"paper {value}", abstract=f"model {value}",
+                  links=Links(page="https://example.org/p"))
+    html, text, raw = rendered_message([entry])
+    body = _visible_html(html)
+    assert "<script" not in body.lower()
+    assert not re.search(r"<[^>]+\son\w+\s*=", body, re.I)
+    assert "javascript:" not in " ".join(re.findall(r'href="([^"]*)"', body)).lower()
+    assert not re.search(r'(?:href|src)="data:', body, re.I)
+    assert "<mj-" not in body
+    for href in re.findall(r'href="([^"]*)"', body):
+        assert href.startswith(("https://", "http://", "mailto:")), href
+    msg = message_from_bytes(raw, policy=policy.default)
+    assert msg["Bcc"] is None
+    assert [k for k in msg.keys() if k.lower() not in {
+        "from", "to", "subject", "date", "message-id", "list-id", "list-unsubscribe",
+        "list-unsubscribe-post", "x-newsletter-issue", "mime-version", "content-type"}] == []
+    for key, header in msg.items():
+        assert "\n" not in str(header) and "\r" not in str(header), key
+
+
+def test_mjml_closing_tag_in_title_is_visible_text() -> None:
+    html, text, _ = rendered_message([Entry(id="x", title="paper </mj-text><mj-raw><b>bold</b></mj-raw>")])
+    assert "&lt;/mj-text&gt;&lt;mj-raw&gt;&lt;b&gt;bold&lt;/b&gt;" in html
+    assert "</mj-text><mj-raw><b>bold</b></mj-raw>" in text
+
+
+def test_entity_is_decoded_once_and_escaped_once() -> None:
+    from newsletter.entries import make_entry
+
+    e = make_entry(title="paper: Widgets &amp; Gadgets", abstract="A &lt;b&gt; tag", source="s")
+    html, text, _ = rendered_message([e])
+    assert "Widgets &amp; Gadgets" in html and "Widgets & Gadgets" in text
+    assert "A &lt;b&gt; tag" in html and "A <b> tag" in text
+    assert "&amp;amp;" not in html
+
+
+def test_twenty_paper_issue_stays_under_gmail_clipping() -> None:
+    from newsletter.sources import listing
+    from conftest import LISTING
+
+    entries = listing.parse(LISTING.read_bytes(), source="l", today=date(2026, 11, 27))[:20]
+    entries = [Entry(**{**e.__dict__, "title": "paper " + e.title,
+                        "links": Links(page=f"https://huggingface.co/papers/2401.{i:05d}",
+                                       arxiv=f"https://arxiv.org/abs/2401.{i:05d}",
+                                       pdf=f"https://arxiv.org/pdf/2401.{i:05d}",
+                                       code="https://github.com/example/code")})
+               for i, e in enumerate(entries)]
+    html, text, _ = rendered_message(entries)
+    assert html.count('class="card paper"') + html.count("card paper") >= 20
+    assert len(html.encode()) < 102 * 1024
+
+
+def test_message_headers() -> None:
+    _, _, raw = rendered_message([Entry(id="2401.00001", title="paper one")])
+    msg = message_from_bytes(raw, policy=policy.default)
+    for name in ("From", "To", "Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe"):
+        assert len(msg.get_all(name)) == 1, name
+    assert msg["Message-ID"] == "<issue1@example.org>"
+    assert msg["To"] == "Ada <ada@example.org>"
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    https = re.search(r"<(https://digest\.example\.org/unsubscribe/[^>]+)>", msg["List-Unsubscribe"])
+    assert https
+    from newsletter.tokens import verify
+
+    assert verify(https.group(1).rsplit("/", 1)[1], "s3cret") == "ada@example.org"
+    text = msg.get_body(preferencelist=("plain",)).get_content()
+    html = msg.get_body(preferencelist=("html",)).get_content()
+    assert https.group(1) in text and https.group(1) in html
+    assert 'lang="en"' in html
+
+
+def test_trim_abstract_at_sentence_boundary() -> None:
+    text = "First sentence is here. " * 30
+    out, cut = trim_abstract(text, 100)
+    assert cut and out.endswith("here.") and len(out) <= 100
+    assert trim_abstract("Short one.", 100) == ("Short one.", False)
+    long_sentence = "word " * 200
+    out, cut = trim_abstract(long_sentence, 100)
+    assert cut and out.endswith("…") and len(out) <= 101
+
+
+def test_tokens_reject_forgery() -> None:
+    from newsletter.tokens import sign, verify
+
+    token = sign("ada@example.org", "k")
+    assert verify(token, "k") == "ada@example.org"
+    assert verify(token, "other") is None
+    assert verify(token[:-2], "k") is None
+    head, tail = token.split(".")
+    forged = sign("eve@example.org", "guess").split(".")[0] + "." + tail
+    assert verify(forged, "k") is None
+    assert verify("garbage", "k") is None and verify("", "k") is None and verify("a.b.c", "k") is None
+
+
+def test_template_override_and_error_names_file_and_line(tmp_path: Path) -> None:
+    from newsletter.errors import RenderError
+
+    (tmp_path / "issue.txt.j2").write_text("Custom text for {{ subscriber.email }}\n")
+    cfg = config(CONFIG.replace("  base_url:", f"  templates: {tmp_path}\n  base_url:"))
+    issue = issue_for([Entry(id="x", title="paper")], cfg)
+    r = render(issue, cfg.settings, unsubscribe_url="https://u", change_url="mailto:x@example.org")
+    assert r.text == "Custom text for ada@example.org\n"
+    assert "Test Digest" in r.html  # the HTML still comes from the default theme
+    (tmp_path / "issue.txt.j2").write_text("line one\n{{ nope.missing }}\n")
+    with pytest.raises(RenderError, match=r"issue\.txt\.j2:2: 'nope' is undefined"):
+        render(issue, cfg.settings, unsubscribe_url="https://u", change_url="mailto:x@example.org")
