@@ -26,7 +26,8 @@ _TOP_KEYS = ("newsletter", "subscribers")
 _SETTINGS_KEYS = ("title", "sender", "base_url", "sources", "schedule", "timezone", "max_entries",
                   "send_empty", "min_upvotes", "smtp", "templates", "unsubscribe_mailto", "language")
 _SOURCE_KEYS = ("name", "type", "url", "path")
-_SMTP_KEYS = ("host", "port", "tls", "username", "timeout", "concurrency", "rate_limit")
+_SMTP_KEYS = ("host", "port", "tls", "username", "timeout", "concurrency", "rate_limit", "retries",
+              "ca_file")
 _SUBSCRIBER_KEYS = ("email", "name", "keywords", "exclude", "schedule", "timezone", "max_entries",
                     "min_upvotes", "send_empty", "paused")
 _TAG = "tag:yaml.org,2002:"
@@ -300,6 +301,10 @@ def _smtp(c: _Checker, node: yaml.Node | None, env: Mapping[str, str]) -> SmtpCo
             values["timeout"] = c.scalar(m["timeout"], "newsletter.smtp.timeout", ("int", "float"))
         if "concurrency" in m:
             values["concurrency"] = c.positive_int(m["concurrency"], "newsletter.smtp.concurrency")
+        if "retries" in m:
+            values["retries"] = c.positive_int(m["retries"], "newsletter.smtp.retries", 0)
+        if "ca_file" in m:
+            values["ca_file"] = c.string(m["ca_file"], "newsletter.smtp.ca_file")
         if "rate_limit" in m:
             values["rate_limit"] = c.scalar(m["rate_limit"], "newsletter.smtp.rate_limit", ("int", "float"))
     values = {k: v for k, v in values.items() if v is not None}

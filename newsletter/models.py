@@ -62,11 +62,14 @@ class SmtpConfig:
     timeout: float = 30.0
     concurrency: int = 2
     rate_limit: float = 0.0  # messages per second, 0 = unlimited
+    retries: int = 2  # extra attempts within one run for 4xx replies and dropped connections
+    ca_file: str | None = None  # trust this CA bundle instead of the system's (a private relay)
 
     def __repr__(self) -> str:  # never show the password
         return (
             f"SmtpConfig(host={self.host!r}, port={self.port}, tls={self.tls!r}, "
-            f"username={self.username!r}, password={'***' if self.password else None})"
+            f"username={self.username!r}, password={'***' if self.password else None}, "
+            f"concurrency={self.concurrency}, rate_limit={self.rate_limit}, retries={self.retries})"
         )
 
 

@@ -218,9 +218,11 @@ def send(config: Config, store: Store, now: datetime, *, only: str | None = None
         return report
     by_issue = {j.issue_id: j for j in jobs}
     rng = random.Random()
+    transient: dict[str, str] = {}
 
     def on_outcome(outcome: Outcome) -> None:
         job = by_issue[outcome.issue_id]
+        transient.pop(job.issue_id, None)
         if outcome.ok:
             store.mark_sent(job.issue_id, now)
             store.clear_hard_failures(job.recipient)
@@ -237,7 +239,7 @@ def send(config: Config, store: Store, now: datetime, *, only: str | None = None
             store.mark_attempt(job.issue_id, error=outcome.text, code=outcome.code, permanent=False,
                                next_attempt=now + issuelib.retry_delay(attempts, rng.random()),
                                possible_duplicate=outcome.possible_duplicate)
-            report.retrying.append((job.recipient, outcome.text))
+            transient[job.issue_id] = outcome.text
         if progress:
             progress(outcome)
 
@@ -246,14 +248,30 @@ def send(config: Config, store: Store, now: datetime, *, only: str | None = None
 
         maildir.deliver(outbox, jobs, on_outcome)
     else:
-        from newsletter.delivery.smtp import SmtpSender
+        asyncio.run(_deliver_smtp(config, jobs, on_outcome, transient, report, rng))
+    report.retrying = [(by_issue[i].recipient, text) for i, text in transient.items()]
+    return report
 
-        sender = SmtpSender(config.settings.smtp)
-        asyncio.run(sender.deliver(jobs, on_outcome))
+
+async def _deliver_smtp(config: Config, jobs: list[Job], on_outcome: Callable[[Outcome], None],
+                        transient: dict[str, str], report: SendReport, rng: random.Random) -> None:
+    """Deliver, then retry transient failures within the run with exponential backoff and jitter."""
+    from newsletter.delivery.smtp import SmtpSender
+
+    smtp = config.settings.smtp
+    sender = SmtpSender(smtp)
+    by_issue = {j.issue_id: j for j in jobs}
+    round_jobs = jobs
+    for attempt in range(smtp.retries + 1):
+        await sender.deliver(round_jobs, on_outcome)
         if sender.tripped:
             report.stopped = (f"stopped after {sender.consecutive_connection_failures} consecutive "
                               "connection failures; the rest stays pending")
-    return report
+            return
+        if not transient or attempt == smtp.retries:
+            return
+        await asyncio.sleep((2.0 ** attempt) * (0.5 + 0.5 * rng.random()))
+        round_jobs = [by_issue[i] for i in transient]
 
 
 def _pending_jobs(config: Config, store: Store, now: datetime, only: str | None,

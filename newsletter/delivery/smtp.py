@@ -46,10 +46,10 @@ class _RateLimiter:
 
 
 class SmtpSender:
-    def __init__(self, config: SmtpConfig, ca_file: str | None = None) -> None:
+    def __init__(self, config: SmtpConfig) -> None:
         check_security(config)
         self.config = config
-        self.ca_file = ca_file
+        self.ca_file = config.ca_file
         self.stopped = False
         self.consecutive_connection_failures = 0
         self.tripped = False

@@ -1,0 +1,125 @@
+"""SMTP faults against real aiosmtpd servers on 127.0.0.1: retries, refusals, STARTTLS, stalls."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from conftest import Recorder, free_port, run, write_config
+
+AT = "2026-11-27T09:00:00+00:00"
+LATER = "2026-11-27T09:30:00+00:00"
+
+
+def ledger(project: Path) -> dict[str, tuple[str, int, str | None]]:
+    db = sqlite3.connect(project.parent / ".newsletter" / "state.sqlite3")
+    rows = db.execute("SELECT subscriber, status, attempts, last_error FROM issues").fetchall()
+    db.close()
+    return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+
+def test_451_is_retried_within_the_run_and_delivered_once(smtp_server, tmp_path: Path) -> None:
+    recorder, port = smtp_server
+    recorder.rcpt_replies["ada@example.org"] = ["451 4.3.0 try again later", "250 OK"]
+    project = write_config(tmp_path, port=port)
+    assert run("--file", str(project), "send", "--at", AT) == 0
+    assert sorted(r for _, rcpts, _ in recorder.messages for r in rcpts) == ["ada@example.org", "grace@example.org"]
+    status, attempts, _ = ledger(project)["ada@example.org"]
+    assert (status, attempts) == ("sent", 2)
+
+
+def test_451_on_every_try_stays_pending_and_a_later_run_delivers(smtp_server, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    recorder, port = smtp_server
+    recorder.rcpt_replies["ada@example.org"] = ["451 4.3.0 greylisted"]
+    project = write_config(tmp_path, port=port, extra="")
+    text = project.read_text().replace("timeout: 5}", "timeout: 5, retries: 0}")
+    project.write_text(text)
+    assert run("--file", str(project), "send", "--at", AT) == 3
+    err = capsys.readouterr().err
+    assert "ada@example.org: will retry: 451 4.3.0 greylisted" in err
+    assert ledger(project)["ada@example.org"][0] == "pending"
+    recorder.rcpt_replies.clear()
+    assert run("--file", str(project), "send", "--at", LATER) == 0
+    ada = [m for m in recorder.messages if m[1] == ["ada@example.org"]]
+    assert len(ada) == 1
+    assert ledger(project)["ada@example.org"][0] == "sent"
+    assert run("--file", str(project), "send", "--at", LATER) == 0
+    assert len(recorder.messages) == 2
+
+
+def test_550_fails_alone_and_others_are_delivered(smtp_server, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    recorder, port = smtp_server
+    recorder.rcpt_replies["ada@example.org"] = ["550 5.1.1 no such user"]
+    project = write_config(tmp_path, port=port)
+    assert run("--file", str(project), "send", "--at", AT) == 3
+    assert [m[1] for m in recorder.messages] == [["grace@example.org"]]
+    assert "ada@example.org: failed: 550 5.1.1 no such user" in capsys.readouterr().err
+    status, attempts, error = ledger(project)["ada@example.org"]
+    assert (status, attempts, error) == ("failed", 1, "550 5.1.1 no such user")
+    # a failed issue is final: a later run does not send it again
+    recorder.rcpt_replies.clear()
+    assert run("--file", str(project), "send", "--at", LATER) == 0
+    assert [m[1] for m in recorder.messages] == [["grace@example.org"]]
+
+
+def test_starttls_required_but_not_offered_sends_nothing(smtp_server, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    recorder, port = smtp_server  # aiosmtpd without a TLS context offers no STARTTLS
+    project = write_config(tmp_path, port=port)
+    project.write_text(project.read_text().replace("tls: none, timeout: 5}", "tls: starttls, timeout: 5, retries: 0}"))
+    assert run("--file", str(project), "send", "--at", AT) == 3
+    err = capsys.readouterr().err
+    assert f"127.0.0.1:{port} does not offer STARTTLS; refusing to send in plaintext" in err
+    assert recorder.messages == []
+    assert {v[0] for v in ledger(project).values()} == {"pending", "empty"}
+
+
+def test_password_with_plaintext_is_refused(smtp_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    recorder, port = smtp_server
+    project = write_config(tmp_path, port=port)
+    monkeypatch.setenv("NEWSLETTER_SMTP_USERNAME", "digest")
+    monkeypatch.setenv("NEWSLETTER_SMTP_PASSWORD", "hunter2")
+    assert run("--file", str(project), "send", "--at", AT) == 2
+    err = capsys.readouterr().err
+    assert "refusing to log in over plaintext (tls: none)" in err and "hunter2" not in err
+    assert recorder.messages == []
+
+
+class Stalling(Recorder):
+    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
+        await asyncio.sleep(5)
+        return "250 OK"
+
+
+def test_stalled_server_times_out_and_stays_pending(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    port = free_port()
+    controller = Controller(Stalling(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        project = write_config(tmp_path, port=port)
+        project.write_text(project.read_text().replace("timeout: 5}", "timeout: 1, retries: 0}"))
+        assert run("--file", str(project), "send", "--at", AT) == 3
+    finally:
+        controller.stop()
+    rows = ledger(project)
+    assert rows["ada@example.org"][0] == "pending"
+    assert "timed out" in (rows["ada@example.org"][2] or "").lower()
+
+
+def test_connection_refused_trips_the_breaker_and_leaves_issues_pending(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    subs = "".join(f"  - email: user{i}@example.org\n    keywords: ['model']\n" for i in range(8))
+    project = write_config(tmp_path, port=free_port(), subscribers=subs)
+    project.write_text(project.read_text().replace("timeout: 5}", "timeout: 5, retries: 0, concurrency: 1}"))
+    assert run("--file", str(project), "send", "--at", AT) == 3
+    assert "consecutive connection failures; the rest stays pending" in capsys.readouterr().err
+    rows = ledger(project)
+    assert len(rows) == 8 and {r[0] for r in rows.values()} == {"pending"}
+    assert sum(r[1] for r in rows.values()) == 5  # five attempts, then the breaker stopped the run
