@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from newsletter import issues as issuelib
@@ -279,6 +281,8 @@ def _pending_jobs(config: Config, store: Store, now: datetime, only: str | None,
     sender = messagelib.sender_address(config.settings)
     subscriber = config.subscriber(only).email if only and config.subscriber(only) else None
     active = {s.email for s in config.subscribers if not s.paused} - store.unsubscribed()
+    owner = process_owner()
+    lease = datetime.now(timezone.utc) + CLAIM_LEASE  # wall clock: claims coordinate real processes
     jobs = []
     for row in store.pending_issues(now, subscriber):
         if row.subscriber not in active:
@@ -293,8 +297,33 @@ def _pending_jobs(config: Config, store: Store, now: datetime, only: str | None,
             continue
         if row.message is None:
             raise DeliveryError(f"issue {row.id} for {row.subscriber} is pending without a message")
+        if not store.claim(row.id, owner, lease, _claim_stealable):
+            continue  # another `send` or `run` is delivering it right now
         jobs.append(Job(row.id, sender, row.subscriber, row.message))
     return jobs
+
+
+CLAIM_LEASE = timedelta(minutes=15)
+
+
+def process_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _claim_stealable(holder: str, until: datetime) -> bool:
+    """A claim can be taken over when its lease ran out or its process on this host is gone."""
+    if until < datetime.now(timezone.utc):
+        return True
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def failures(report: SendReport) -> list[tuple[str, str]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timezone
@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS issues (
     status TEXT NOT NULL, subject TEXT, message_id TEXT, message BLOB, entry_count INTEGER NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, last_code INTEGER,
     next_attempt TEXT, sent_at TEXT, possible_duplicate INTEGER NOT NULL DEFAULT 0,
+    claimed_by TEXT, claim_until TEXT,
     UNIQUE (subscriber, slot));
 CREATE INDEX IF NOT EXISTS issues_status ON issues(status);
 CREATE TABLE IF NOT EXISTS issue_entries (
@@ -258,17 +259,37 @@ class Store:
             args.append(status)
         return [_issue(r) for r in self.db.execute(sql + " ORDER BY slot, subscriber", args)]
 
+    def claim(self, issue_id: str, owner: str, until: datetime, stealable: Callable[[str, datetime], bool]) -> bool:
+        """Take a pending issue for delivery by this process (compare-and-swap on the claim).
+
+        A claim held by another process is respected until it expires, unless `stealable` says its
+        owner is gone (a killed `send` on this machine).
+        """
+        row = self.db.execute("SELECT status, claimed_by, claim_until FROM issues WHERE id=?",
+                              (issue_id,)).fetchone()
+        if row is None or row[0] != "pending":
+            return False
+        holder, held_until = row[1], _dt(row[2])
+        if holder and holder != owner and held_until and not stealable(holder, held_until):
+            return False
+        with self.transaction() as db:
+            cur = db.execute(
+                "UPDATE issues SET claimed_by=?, claim_until=? WHERE id=? AND status='pending' "
+                "AND claimed_by IS ? AND claim_until IS ?", (owner, _ts(until), issue_id, holder, row[2]))
+        return cur.rowcount == 1
+
     def mark_sent(self, issue_id: str, now: datetime) -> None:
         with self.transaction() as db:
-            db.execute("UPDATE issues SET status='sent', sent_at=?, attempts=attempts+1, last_error=NULL "
-                       "WHERE id=?", (_ts(now), issue_id))
+            db.execute("UPDATE issues SET status='sent', sent_at=?, attempts=attempts+1, last_error=NULL, "
+                       "claimed_by=NULL, claim_until=NULL WHERE id=?", (_ts(now), issue_id))
 
     def mark_attempt(self, issue_id: str, *, error: str, code: int | None, permanent: bool,
                      next_attempt: datetime | None, possible_duplicate: bool = False) -> None:
         with self.transaction() as db:
             db.execute(
                 "UPDATE issues SET status=?, attempts=attempts+1, last_error=?, last_code=?, "
-                "next_attempt=?, possible_duplicate=possible_duplicate OR ? WHERE id=? AND status='pending'",
+                "next_attempt=?, possible_duplicate=possible_duplicate OR ?, claimed_by=NULL, "
+                "claim_until=NULL WHERE id=? AND status='pending'",
                 ("failed" if permanent else "pending", error, code, _ts(next_attempt),
                  int(possible_duplicate), issue_id))
 
