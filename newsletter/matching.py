@@ -8,6 +8,7 @@ so 100k profiles cost set operations rather than 100k regex scans.
 from __future__ import annotations
 
 import bisect
+import heapq
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class _Field:
     def __init__(self, texts: Sequence[str]) -> None:
         self.terms: list[list[str]] = []
         self.postings: dict[str, int] = defaultdict(int)
+        self.bigrams: dict[tuple[str, str], int] = defaultdict(int)
         raw: dict[str, int] = defaultdict(int)
         for i, text in enumerate(texts):
             folded = words(text)
@@ -49,6 +51,8 @@ class _Field:
             bit = 1 << i
             for s in set(stems):
                 self.postings[s] |= bit
+            for pair in set(zip(stems, stems[1:])):
+                self.bigrams[pair] |= bit
             for w in set(folded):
                 raw[w] |= bit
         self.vocab = sorted(raw)
@@ -71,7 +75,17 @@ class _Field:
         return out
 
     def term_mask(self, term: Term) -> int:
-        if not term.prefix:
+        if not term.prefix and term.phrase:
+            # adjacent pairs are indexed: a two-word phrase is one lookup, longer ones are verified
+            mask = -1
+            for pair in zip(term.words, term.words[1:]):
+                mask &= self.bigrams.get(pair, 0)
+                if not mask:
+                    return 0
+            if len(term.words) == 2:
+                return mask
+            masks = [mask]
+        elif not term.prefix:
             masks = [self.postings.get(w, 0) for w in term.words]
         else:
             masks = [self.postings.get(w, 0) for w in term.words[:-1]]
@@ -90,8 +104,9 @@ class _Field:
     def _has_phrase(self, seq: list[str], term: Term) -> bool:
         k = len(term.words)
         head = term.words[:-1] if term.prefix else term.words
+        first = head[0]
         for start in range(len(seq) - k + 1):
-            if all(seq[start + j] == w for j, w in enumerate(head)):
+            if seq[start] == first and all(seq[start + j] == w for j, w in enumerate(head)):
                 if not term.prefix:
                     return True
                 if seq[start + k - 1].startswith(term.words[-1]) or any(
@@ -123,6 +138,8 @@ class EntryIndex:
         self._query_cache: dict[str, int] = {}
         self._score_cache: dict[str, dict[int, float]] = {}
         self._upvote_cache: dict[int, int] = {}
+        self._hits_cache: dict[tuple[str, int], tuple[Hit, ...]] = {}
+        self._rank_keys = [_tie_key(e) for e in self.entries]
 
     def field_mask(self, term: Term, field: str) -> int:
         key = (term, field)
@@ -185,14 +202,19 @@ class EntryIndex:
             mask &= candidates
         return mask
 
-    def hits(self, query: Query, i: int) -> list[Hit]:
-        out = []
-        bit = 1 << i
-        for term in query.positive_terms():
-            for field in (term.field,) if term.field else _UNSCOPED:
-                if self.field_mask(term, field) & bit:
-                    out.append(Hit(query.text, term.text, field, term.phrase))
-        return out
+    def hits(self, query: Query, i: int) -> tuple[Hit, ...]:
+        """Which positive terms of `query` occur in entry i, and in which field (cached)."""
+        key = (query.text, i)
+        found = self._hits_cache.get(key)
+        if found is None:
+            out = []
+            bit = 1 << i
+            for term in query.positive_terms():
+                for field in (term.field,) if term.field else _UNSCOPED:
+                    if self.field_mask(term, field) & bit:
+                        out.append(Hit(query.text, term.text, field, term.phrase))
+            found = self._hits_cache[key] = tuple(out)
+        return found
 
     def query_scores(self, query: Query) -> dict[int, float]:
         scores = self._score_cache.get(query.text)
@@ -210,22 +232,25 @@ class EntryIndex:
         mask = self.profile_mask(profile, candidates)
         if not mask:
             return []
-        ranked = []
-        for i in _bits(mask):
-            score = 0.0
-            for q in profile.keywords:
-                score += self.query_scores(q).get(i, 0.0)
-            ranked.append((score, i))
-        ranked.sort(key=lambda si: _rank_key(si[0], self.entries[si[1]]))
-        if limit is not None:
-            ranked = ranked[:limit]
+        totals: dict[int, float] = {}
+        for q in profile.keywords:
+            both = self.query_mask(q) & mask
+            if both:
+                scores = self.query_scores(q)
+                for i in _bits(both):
+                    totals[i] = totals.get(i, 0.0) + scores[i]
+        keys = self._rank_keys
+        if limit is not None and limit < len(totals):
+            best = heapq.nsmallest(limit, totals, key=lambda i: (-totals[i], keys[i]))
+        else:
+            best = sorted(totals, key=lambda i: (-totals[i], keys[i]))
         out = []
-        for score, i in ranked:
+        for i in best:
             hits: list[Hit] = []
             for q in profile.keywords:
                 if self.query_mask(q) >> i & 1:
                     hits.extend(self.hits(q, i))
-            out.append(Match(self.entries[i], score, tuple(dict.fromkeys(hits))))
+            out.append(Match(self.entries[i], totals[i], tuple(dict.fromkeys(hits))))
         return out
 
 
@@ -233,9 +258,10 @@ def _weight(hit: Hit) -> float:
     return FIELD_WEIGHT[hit.field] * (PHRASE_FACTOR if hit.phrase else 1.0)
 
 
-def _rank_key(score: float, entry: Entry) -> tuple[float, int, int, str]:
+def _tie_key(entry: Entry) -> tuple[int, int, str]:
+    """After the score: more upvotes, then more recent, then the id (deterministic)."""
     published = entry.published or date.min
-    return (-score, -(entry.upvotes or 0), -published.toordinal(), entry.id)
+    return (-(entry.upvotes or 0), -published.toordinal(), entry.id)
 
 
 def select(entries: Sequence[Entry], profile: Profile, limit: int | None = None) -> list[Match]:
