@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from newsletter.batch import BatchMatcher  # noqa: E402
 from newsletter.matching import EntryIndex, Profile  # noqa: E402
 from newsletter.models import Entry  # noqa: E402
 from newsletter.query import And, Not, Or, Query, Term, parse  # noqa: E402
@@ -159,10 +160,9 @@ def main() -> None:
     index = EntryIndex(entries)
     index_s = time.perf_counter() - t
     t = time.perf_counter()
-    selected = 0
-    for p in profiles:
-        selected += len(index.select(p, limit=args.limit))
+    result = BatchMatcher(index).select_many(profiles, args.limit)
     match_s = time.perf_counter() - t
+    selected = result.selections
     pairs = args.profiles * args.entries
     rss = peak_rss_mb()
 

@@ -11,7 +11,7 @@ import bisect
 import heapq
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 from newsletter.models import Entry, Hit, Match
@@ -28,6 +28,12 @@ class Profile:
     keywords: tuple[Query, ...]
     exclude: tuple[Query, ...] = ()
     min_upvotes: int = 0
+    keyword_texts: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    exclude_texts: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keyword_texts", tuple(q.text for q in self.keywords))
+        object.__setattr__(self, "exclude_texts", tuple(q.text for q in self.exclude))
 
     @classmethod
     def from_strings(
@@ -221,7 +227,7 @@ class EntryIndex:
         if scores is None:
             scores = {}
             for i in _bits(self.query_mask(query)):
-                scores[i] = sum(_weight(h) for h in self.hits(query, i))
+                scores[i] = min(255.0, max(1.0, sum(_weight(h) for h in self.hits(query, i))))
             self._score_cache[query.text] = scores
         return scores
 

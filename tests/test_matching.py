@@ -209,3 +209,23 @@ def test_results_are_deterministic(entries, keywords) -> None:
     first = select(entries, Profile.from_strings(keywords))
     again = select(list(reversed(entries)), Profile.from_strings(keywords))
     assert [(m.entry.id, m.score, m.hits) for m in first] == [(m.entry.id, m.score, m.hits) for m in again]
+
+
+@settings(max_examples=80, deadline=None)
+@given(entries_st, st.lists(st.tuples(st.lists(queries(), min_size=1, max_size=4),
+                                      st.lists(queries(), max_size=2),
+                                      st.integers(min_value=0, max_value=3)), min_size=1, max_size=6),
+       st.integers(min_value=1, max_value=5))
+def test_batch_matcher_agrees_with_select(entries, specs, limit) -> None:
+    from newsletter.batch import BatchMatcher
+
+    entries = [Entry(id=e.id, title=e.title, abstract=e.abstract, upvotes=i % 4) for i, e in enumerate(entries)]
+    index = EntryIndex(entries)
+    profiles = [Profile.from_strings(k, x, u) for k, x, u in specs]
+    batch = BatchMatcher(index)
+    candidates = index.all & ~1  # leave the first entry out, as an issue window would
+    result = batch.select_many(profiles, limit, candidates)
+    for p, profile in enumerate(profiles):
+        expected = index.select(profile, candidates, limit=limit)
+        got = batch.matches(profile, result.top(p))
+        assert [(m.entry.id, m.score, m.hits) for m in got] == [(m.entry.id, m.score, m.hits) for m in expected]

@@ -1,0 +1,199 @@
+"""Batch matching for many profiles at once (a scheduler slot, a benchmark): numpy over dense
+query-by-entry score rows, so 100k profiles cost array operations instead of Python loops.
+
+Each distinct query is evaluated once on the EntryIndex (bitmasks) and turned into a row of
+integer scores (0 = no match). A profile's score row is the sum of its keyword rows; entries hit by
+an exclude query, under `min_upvotes` or outside the candidates are zeroed; the top `limit` are
+taken with argpartition. Ties break exactly as EntryIndex.select does (upvotes, recency, id): the
+tie rank is packed below the score in one integer key. Reasons (which term, where) are computed
+only for what is selected, by EntryIndex.hits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from newsletter.matching import _UNSCOPED, FIELD_WEIGHT, PHRASE_FACTOR, EntryIndex, Profile, _bits
+from newsletter.models import Hit, Match
+from newsletter.query import Query, Term
+
+CHUNK = 2048
+
+
+@dataclass
+class BatchResult:
+    """Top entries per profile: `index[p, :count[p]]` are entry indices, best first."""
+
+    index: np.ndarray  # (profiles, limit) int32
+    score: np.ndarray  # (profiles, limit) float32
+    count: np.ndarray  # (profiles,) int32
+
+    def top(self, p: int) -> list[tuple[int, float]]:
+        n = int(self.count[p])
+        return list(zip(self.index[p, :n].tolist(), self.score[p, :n].tolist()))
+
+    @property
+    def selections(self) -> int:
+        return int(self.count.sum())
+
+
+def _padded(flat: list[int], starts: list[int]) -> np.ndarray:
+    """Ragged lists (flat values + start offsets) as a zero-padded 2-D array."""
+    values = np.array(flat, dtype=np.int32)
+    begin = np.array(starts, dtype=np.int64)
+    lengths = np.diff(np.append(begin, len(flat)))
+    out = np.zeros((len(starts), max(1, int(lengths.max(initial=1)))), dtype=np.int32)
+    rows = np.repeat(np.arange(len(starts)), lengths)
+    cols = np.arange(len(flat)) - np.repeat(begin, lengths)
+    out[rows, cols] = values
+    return out
+
+
+class BatchMatcher:
+    def __init__(self, index: EntryIndex) -> None:
+        self.index = index
+        n = len(index.entries)
+        self.n = n
+        order = sorted(range(n), key=lambda i: index._rank_keys[i])
+        self.tie = np.zeros(n, dtype=np.int32)
+        for rank, i in enumerate(order):
+            self.tie[i] = n - rank  # larger is better
+        self.tie_bits = max(1, int(n).bit_length())
+        self.upvotes = np.array([e.upvotes or 0 for e in index.entries], dtype=np.int64)
+        # key = score << tie_bits | tie must fit in int32: scores are at most 255 per keyword
+        self._key_dtype = np.int32 if (255 * 64) << self.tie_bits < 2**31 else np.int64
+        self._nbytes = (n + 7) // 8
+        self._tf_ids: dict[tuple[Term, str], int] = {}
+        self._tf_blocks: list[np.ndarray] = [np.zeros((1, n), dtype=np.uint8)]  # row 0: nothing
+        self._rows: dict[str, int] = {}
+        self._blocks: list[np.ndarray] = [np.zeros((1, n), dtype=np.uint8)]  # row 0: never matches
+        self._table: np.ndarray | None = None
+
+    def _bit_rows(self, masks: list[int]) -> np.ndarray:
+        """Bitmasks as a (len(masks), n) array of 0/1, in one unpackbits call."""
+        blob = b"".join(m.to_bytes(self._nbytes, "little") for m in masks)
+        raw = np.frombuffer(blob, dtype=np.uint8).reshape(len(masks), self._nbytes)
+        return np.unpackbits(raw, axis=1, bitorder="little")[:, : self.n]
+
+    def _add_rows(self, queries: list[Query]) -> None:
+        """Score rows for new queries, computed as EntryIndex.query_scores does, all at once."""
+        tf_masks: list[int] = []
+        tf_weights: list[int] = []
+        tf_next = sum(len(b) for b in self._tf_blocks)
+        per_query: list[list[int]] = []
+        qmasks: list[int] = []
+        for q in queries:
+            ids = []
+            for term in q.positive_terms():
+                for field in (term.field,) if term.field else _UNSCOPED:
+                    key = (term, field)
+                    tf = self._tf_ids.get(key)
+                    if tf is None:
+                        tf = self._tf_ids[key] = tf_next + len(tf_masks)
+                        tf_masks.append(self.index.field_mask(term, field))
+                        tf_weights.append(int(FIELD_WEIGHT[field] * (PHRASE_FACTOR if term.phrase else 1.0)))
+                    ids.append(tf)
+            per_query.append(ids)
+            qmasks.append(self.index.query_mask(q))
+        if tf_masks:
+            weights = np.array(tf_weights, dtype=np.uint8)[:, None]
+            self._tf_blocks.append(self._bit_rows(tf_masks) * weights)
+        tf_table = np.concatenate(self._tf_blocks)
+        self._tf_blocks = [tf_table]
+        pad = _padded([i for ids in per_query for i in ids],
+                      list(np.cumsum([0] + [len(ids) for ids in per_query[:-1]])))
+        rows = np.empty((len(queries), self.n), dtype=np.uint8)
+        hit = self._bit_rows(qmasks)
+        for lo in range(0, len(queries), CHUNK):
+            hi = lo + CHUNK
+            scores = tf_table[pad[lo:hi]].sum(axis=1, dtype=np.int32)
+            np.clip(scores, 1, 255, out=scores)
+            rows[lo:hi] = scores * hit[lo:hi]
+        first = sum(len(b) for b in self._blocks)
+        for k, q in enumerate(queries):
+            self._rows[q.text] = first + k
+        self._blocks.append(rows)
+        self._table = None
+
+    def table(self) -> np.ndarray:
+        if self._table is None:
+            self._table = np.concatenate(self._blocks)
+            self._blocks = [self._table]
+        return self._table
+
+    def _ids(self, profiles: Sequence[Profile], exclude: bool) -> tuple[list[int], list[int]]:
+        get = self._rows.get
+        flat: list[int] = []
+        starts: list[int] = []
+        missing: dict[str, Query] = {}
+        for p in profiles:
+            texts = p.exclude_texts if exclude else p.keyword_texts
+            starts.append(len(flat))
+            ids = list(map(get, texts))
+            if None in ids:
+                for q in (p.exclude if exclude else p.keywords):
+                    if q.text not in self._rows:
+                        missing[q.text] = q
+            flat.extend(ids)
+        if missing:
+            self._add_rows(list(missing.values()))
+            flat = [self._rows[t] for p in profiles for t in (p.exclude_texts if exclude else p.keyword_texts)]
+        return flat, starts
+
+    def select_many(self, profiles: Sequence[Profile], limit: int,
+                    candidates: int | None = None) -> BatchResult:
+        n, limit = self.n, max(1, min(limit, self.n)) if self.n else 0
+        out_i = np.zeros((len(profiles), limit), dtype=np.int32)
+        out_s = np.zeros((len(profiles), limit), dtype=np.float32)
+        count = np.zeros(len(profiles), dtype=np.int32)
+        if not n or not profiles:
+            return BatchResult(out_i, out_s, count)
+        keep = np.ones(n, dtype=bool)
+        if candidates is not None:
+            keep[:] = False
+            keep[list(_bits(candidates))] = True
+        kw_rows, kw_start = self._ids(profiles, exclude=False)
+        ex_rows, ex_start = self._ids(profiles, exclude=True)
+        table = self.table()
+        matched = table > 0
+        kw_pad = _padded(kw_rows, kw_start)
+        ex_pad = _padded(ex_rows, ex_start)
+        min_votes = np.array([p.min_upvotes for p in profiles], dtype=np.int64)
+        any_exclude = bool(ex_rows)
+        for lo in range(0, len(profiles), CHUNK):
+            hi = min(lo + CHUNK, len(profiles))
+            # padded rows point at row 0, which scores 0 and never matches
+            sums = table[kw_pad[lo:hi]].sum(axis=1, dtype=self._key_dtype)
+            if any_exclude:
+                sums[matched[ex_pad[lo:hi]].any(axis=1)] = 0
+            if candidates is not None:
+                sums[:, ~keep] = 0
+            if min_votes[lo:hi].any():
+                sums[self.upvotes[None, :] < min_votes[lo:hi, None]] = 0
+            # unmatched entries keep only their tie value (< 1 << tie_bits): never "selected"
+            key = sums << self.tie_bits
+            key |= self.tie
+            part = np.argpartition(key, n - limit, axis=1)[:, n - limit:]
+            top_key = np.take_along_axis(key, part, axis=1)
+            order = np.argsort(-top_key, axis=1, kind="stable")
+            best = np.take_along_axis(part, order, axis=1)
+            best_key = np.take_along_axis(top_key, order, axis=1)
+            best_score = best_key >> self.tie_bits
+            out_i[lo:hi] = best
+            out_s[lo:hi] = best_score
+            count[lo:hi] = (best_score > 0).sum(axis=1)
+        return BatchResult(out_i, out_s, count)
+
+    def matches(self, profile: Profile, picks: list[tuple[int, float]]) -> list[Match]:
+        """Attach the reasons to one profile's picks (as EntryIndex.select would)."""
+        out = []
+        for i, score in picks:
+            hits: list[Hit] = []
+            for q in profile.keywords:
+                if self.index.query_mask(q) >> i & 1:
+                    hits.extend(self.index.hits(q, i))
+            out.append(Match(self.index.entries[i], float(score), tuple(dict.fromkeys(hits))))
+        return out
