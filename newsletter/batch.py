@@ -21,6 +21,7 @@ from newsletter.models import Hit, Match
 from newsletter.query import Query, Term
 
 CHUNK = 2048
+_KEY_MAX = (1 << 40) - 1  # a pair's key (score << tie_bits | tie) stays below this
 
 
 @dataclass
@@ -62,11 +63,12 @@ class BatchMatcher:
         for rank, i in enumerate(order):
             self.tie[i] = n - rank  # larger is better
         self.tie_bits = max(1, int(n).bit_length())
+        self.tie_mask = (1 << self.tie_bits) - 1
+        self.by_tie = np.zeros(1 << self.tie_bits, dtype=np.int32)  # tie value -> entry index
+        self.by_tie[self.tie] = np.arange(n, dtype=np.int32)
         self.upvotes = np.array([e.upvotes or 0 for e in index.entries], dtype=np.int64)
-        # key = score << tie_bits | tie must fit in int32: scores are at most 255 per keyword
-        self._key_dtype = np.int32 if (255 * 64) << self.tie_bits < 2**31 else np.int64
         self._nbytes = (n + 7) // 8
-        self._tf_ids: dict[tuple[Term, str], int] = {}
+        self._tf_ids: dict[tuple[str, str], int] = {}
         self._tf_blocks: list[np.ndarray] = [np.zeros((1, n), dtype=np.uint8)]  # row 0: nothing
         self._rows: dict[str, int] = {}
         self._blocks: list[np.ndarray] = [np.zeros((1, n), dtype=np.uint8)]  # row 0: never matches
@@ -89,7 +91,7 @@ class BatchMatcher:
             ids = []
             for term in q.positive_terms():
                 for field in (term.field,) if term.field else _UNSCOPED:
-                    key = (term, field)
+                    key = (term.text, field)
                     tf = self._tf_ids.get(key)
                     if tf is None:
                         tf = self._tf_ids[key] = tf_next + len(tf_masks)
@@ -125,23 +127,22 @@ class BatchMatcher:
         return self._table
 
     def _ids(self, profiles: Sequence[Profile], exclude: bool) -> tuple[list[int], list[int]]:
+        """Table rows of every profile's keyword (or exclude) queries, flat, with start offsets."""
+        if exclude:
+            queries = [q for p in profiles for q in p.exclude]
+            lengths = [len(p.exclude) for p in profiles]
+        else:
+            queries = [q for p in profiles for q in p.keywords]
+            lengths = [len(p.keywords) for p in profiles]
         get = self._rows.get
-        flat: list[int] = []
-        starts: list[int] = []
-        missing: dict[str, Query] = {}
-        for p in profiles:
-            texts = p.exclude_texts if exclude else p.keyword_texts
-            starts.append(len(flat))
-            ids = list(map(get, texts))
-            if None in ids:
-                for q in (p.exclude if exclude else p.keywords):
-                    if q.text not in self._rows:
-                        missing[q.text] = q
-            flat.extend(ids)
-        if missing:
+        ids = [get(q.text) for q in queries]
+        if None in ids:
+            missing = {q.text: q for q, i in zip(queries, ids) if i is None}
             self._add_rows(list(missing.values()))
-            flat = [self._rows[t] for p in profiles for t in (p.exclude_texts if exclude else p.keyword_texts)]
-        return flat, starts
+            ids = [get(q.text) for q in queries]
+        starts = np.zeros(len(profiles), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=starts[1:])
+        return ids, starts.tolist()  # type: ignore[return-value]
 
     def select_many(self, profiles: Sequence[Profile], limit: int,
                     candidates: int | None = None) -> BatchResult:
@@ -163,28 +164,33 @@ class BatchMatcher:
         ex_pad = _padded(ex_rows, ex_start)
         min_votes = np.array([p.min_upvotes for p in profiles], dtype=np.int64)
         any_exclude = bool(ex_rows)
+        # rows are at most 255: uint16 holds the sum of up to 257 keyword rows
+        sum_dtype = np.uint16 if kw_pad.shape[1] <= 257 else np.int64
         for lo in range(0, len(profiles), CHUNK):
             hi = min(lo + CHUNK, len(profiles))
             # padded rows point at row 0, which scores 0 and never matches
-            sums = table[kw_pad[lo:hi]].sum(axis=1, dtype=self._key_dtype)
+            sums = table[kw_pad[lo:hi]].sum(axis=1, dtype=sum_dtype)
             if any_exclude:
                 sums[matched[ex_pad[lo:hi]].any(axis=1)] = 0
             if candidates is not None:
                 sums[:, ~keep] = 0
             if min_votes[lo:hi].any():
                 sums[self.upvotes[None, :] < min_votes[lo:hi, None]] = 0
-            # unmatched entries keep only their tie value (< 1 << tie_bits): never "selected"
-            key = sums << self.tie_bits
-            key |= self.tie
-            part = np.argpartition(key, n - limit, axis=1)[:, n - limit:]
-            top_key = np.take_along_axis(key, part, axis=1)
-            order = np.argsort(-top_key, axis=1, kind="stable")
-            best = np.take_along_axis(part, order, axis=1)
-            best_key = np.take_along_axis(top_key, order, axis=1)
-            best_score = best_key >> self.tie_bits
-            out_i[lo:hi] = best
-            out_s[lo:hi] = best_score
-            count[lo:hi] = (best_score > 0).sum(axis=1)
+            # only matched pairs are ranked: one int64 per pair, (profile, key descending), sorted
+            flat = np.flatnonzero(sums)
+            rows = flat // n
+            key = (sums.ravel()[flat].astype(np.int64) << self.tie_bits) | self.tie[flat % n]
+            packed = (rows << 40) | (_KEY_MAX - key)
+            packed.sort()
+            rows = packed >> 40
+            key = _KEY_MAX - (packed & _KEY_MAX)
+            first = np.searchsorted(rows, np.arange(hi - lo))
+            rank = np.arange(len(rows)) - first[rows]
+            picked = rank < limit
+            rows, key, rank = rows[picked], key[picked], rank[picked]
+            out_i[lo + rows, rank] = self.by_tie[key & self.tie_mask]
+            out_s[lo + rows, rank] = key >> self.tie_bits
+            count[lo:hi] = np.bincount(rows, minlength=hi - lo)
         return BatchResult(out_i, out_s, count)
 
     def matches(self, profile: Profile, picks: list[tuple[int, float]]) -> list[Match]:

@@ -50,9 +50,10 @@ class _Field:
         self.postings: dict[str, int] = defaultdict(int)
         self.bigrams: dict[tuple[str, str], int] = defaultdict(int)
         raw: dict[str, int] = defaultdict(int)
+        stems_of: dict[str, str] = {}
         for i, text in enumerate(texts):
             folded = words(text)
-            stems = [stem(w) for w in folded]
+            stems = [stems_of.get(w) or stems_of.setdefault(w, stem(w)) for w in folded]
             self.terms.append(stems)
             bit = 1 << i
             for s in set(stems):
@@ -140,7 +141,7 @@ class EntryIndex:
             "abstract": _Field([e.abstract for e in self.entries]),
             "author": _Field([" ; ".join(e.authors) for e in self.entries]),
         }
-        self._term_cache: dict[tuple[Term, str], int] = {}
+        self._term_cache: dict[tuple[str, str], int] = {}
         self._query_cache: dict[str, int] = {}
         self._score_cache: dict[str, dict[int, float]] = {}
         self._upvote_cache: dict[int, int] = {}
@@ -148,7 +149,7 @@ class EntryIndex:
         self._rank_keys = [_tie_key(e) for e in self.entries]
 
     def field_mask(self, term: Term, field: str) -> int:
-        key = (term, field)
+        key = (term.text, field)  # the text (with its scope) determines the term
         mask = self._term_cache.get(key)
         if mask is None:
             mask = self._term_cache[key] = self.fields[field].term_mask(term)

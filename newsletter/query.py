@@ -9,7 +9,7 @@ Operators are upper case; lower-case `and`/`or`/`not` are ordinary words.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from newsletter.errors import QuerySyntaxError
 from newsletter.text import STOP_WORDS, stem, words
@@ -51,10 +51,14 @@ Node = Term | Not | And | Or
 class Query:
     text: str
     root: Node
+    _positive_terms: tuple[Term, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_positive_terms", tuple(_positive(self.root, negated=False)))
 
     def positive_terms(self) -> tuple[Term, ...]:
         """Terms whose presence can make the query match (not under a NOT): the reasons."""
-        return tuple(_positive(self.root, negated=False))
+        return self._positive_terms
 
     def warnings(self) -> list[str]:
         found = self.positive_terms()
