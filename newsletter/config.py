@@ -29,7 +29,7 @@ _SOURCE_KEYS = ("name", "type", "url", "path")
 _SMTP_KEYS = ("host", "port", "tls", "username", "timeout", "concurrency", "rate_limit", "retries",
               "ca_file")
 _SUBSCRIBER_KEYS = ("email", "name", "keywords", "exclude", "schedule", "timezone", "max_entries",
-                    "min_upvotes", "send_empty", "paused")
+                    "min_upvotes", "send_empty", "paused", "unsubscribed")
 _TAG = "tag:yaml.org,2002:"
 
 
@@ -375,6 +375,8 @@ def _subscribers(c: _Checker, node: yaml.Node | None, settings: Settings | None)
                        if "min_upvotes" in m else None)
         send_empty = c.scalar(m["send_empty"], f"{what}.send_empty", ("bool",)) if "send_empty" in m else None
         paused = c.scalar(m["paused"], f"{what}.paused", ("bool",)) if "paused" in m else False
+        unsubscribed = (c.scalar(m["unsubscribed"], f"{what}.unsubscribed", ("bool",))
+                        if "unsubscribed" in m else False)
         name = c.string(m["name"], f"{what}.name") if "name" in m else None
         if email and settings:
             out.append(Subscriber(
@@ -383,6 +385,6 @@ def _subscribers(c: _Checker, node: yaml.Node | None, settings: Settings | None)
                 max_entries=max_entries or settings.max_entries,
                 min_upvotes=settings.min_upvotes if min_upvotes is None else min_upvotes,
                 send_empty=settings.send_empty if send_empty is None else bool(send_empty),
-                paused=bool(paused),
+                paused=bool(paused), unsubscribed=bool(unsubscribed),
             ))
     return out

@@ -102,6 +102,7 @@ class Subscriber:
     min_upvotes: int
     send_empty: bool
     paused: bool = False
+    unsubscribed: bool = False
 
 
 @dataclass(frozen=True)

@@ -128,7 +128,7 @@ def plan(config: Config, store: Store, now: datetime, *, only: str | None = None
     skipped: list[Skipped] = []
     due: list[tuple[Subscriber, datetime, datetime, bool]] = []
     for sub in subscribers:
-        if sub.email in unsubscribed:
+        if sub.email in unsubscribed or sub.unsubscribed:
             skipped.append(Skipped(sub, "unsubscribed"))
             continue
         if sub.paused:
@@ -280,7 +280,7 @@ def _pending_jobs(config: Config, store: Store, now: datetime, only: str | None,
                   report: SendReport) -> list[Job]:
     sender = messagelib.sender_address(config.settings)
     subscriber = config.subscriber(only).email if only and config.subscriber(only) else None
-    active = {s.email for s in config.subscribers if not s.paused} - store.unsubscribed()
+    active = {s.email for s in config.subscribers if not (s.paused or s.unsubscribed)} - store.unsubscribed()
     owner = process_owner()
     lease = datetime.now(timezone.utc) + CLAIM_LEASE  # wall clock: claims coordinate real processes
     jobs = []

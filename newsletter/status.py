@@ -20,7 +20,7 @@ def collect(config: Config, store: Store, now: datetime) -> dict[str, Any]:
         nxt = issuelib.schedule_of(sub).next_after(now)
         last = store.last_issue(sub.email)
         state = "active"
-        if sub.email in unsubscribed:
+        if sub.email in unsubscribed or sub.unsubscribed:
             state = "unsubscribed"
         elif sub.paused:
             state = "paused"
