@@ -100,6 +100,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     _subscribers_parser(sub)
 
+    c = sub.add_parser("run", help="the long-lived service: fetch, build and send on schedule",
+                       description="Run the scheduler: sources on their schedule, each group of subscribers "
+                                   "at its cron time in its time zone, and the unsubscribe endpoint.")
+    c.add_argument("--once", action="store_true", help="one pass of whatever is due, then exit (for cron)")
+    c.add_argument("--host", default="127.0.0.1", help="unsubscribe endpoint address (default 127.0.0.1)")
+    c.add_argument("--port", type=int, default=8025, help="unsubscribe endpoint port (default 8025)")
+    c.add_argument("--catch-up", type=float, default=6.0, metavar="HOURS",
+                   help="after downtime, send a missed slot if it is at most this old (default 6)")
+    c.set_defaults(run=cmd_run)
+
+    c = sub.add_parser("serve", help="serve only the one-click unsubscribe endpoint",
+                       description="Serve POST/GET /unsubscribe/<token> (RFC 8058).")
+    c.add_argument("--host", default="127.0.0.1")
+    c.add_argument("--port", type=int, default=8025, help="0 picks a free port")
+    c.set_defaults(run=cmd_serve)
+
     c = sub.add_parser("status", help="per subscriber: last issue and result; per source: last fetch",
                        description="Show the delivery ledger and source health.")
     c.add_argument("--json", action="store_true")
@@ -434,6 +450,37 @@ def cmd_sub_simple(args: argparse.Namespace) -> int:
               "pause": lambda: subscribers.flag(args.email, "paused", True),
               "resume": lambda: subscribers.flag(args.email, "paused", False)}[args.action_name]()
     _edit(args, change)
+    return 0
+
+
+def _logging(args: argparse.Namespace) -> None:
+    import logging
+
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING if not args.verbose else logging.INFO)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+    from datetime import timedelta
+
+    from newsletter.scheduler import Service
+
+    _logging(args)
+    service = Service(args.file, _state_path(args), os.environ, host=args.host, port=args.port,
+                      catch_up=timedelta(hours=args.catch_up))
+    asyncio.run(service.run(once=args.once))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from newsletter.scheduler import serve
+
+    _logging(args)
+    asyncio.run(serve(args.file, _state_path(args), os.environ, args.host, args.port))
     return 0
 
 

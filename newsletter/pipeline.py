@@ -6,7 +6,7 @@ import asyncio
 import os
 import random
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -114,15 +114,26 @@ def _profiles(subscribers: Sequence[Subscriber]) -> dict[str, Profile]:
             for s in subscribers}
 
 
-def plan(config: Config, store: Store, now: datetime, *, only: str | None = None,
-         secret: str | None = None) -> tuple[list[Planned], list[Skipped]]:
-    """Build every issue due at `now` without writing anything."""
-    subscribers = list(config.subscribers)
-    if only is not None:
+def _chosen(config: Config, only: str | Collection[str] | None) -> list[Subscriber]:
+    if only is None:
+        return list(config.subscribers)
+    if isinstance(only, str):
         chosen = config.subscriber(only)
         if chosen is None:
             raise ConfigError(f"no subscriber '{only}' in {config.path}")
-        subscribers = [chosen]
+        return [chosen]
+    wanted = set(only)
+    return [s for s in config.subscribers if s.email in wanted]
+
+
+def plan(config: Config, store: Store, now: datetime, *, only: str | Collection[str] | None = None,
+         secret: str | None = None, catch_up: timedelta | None = None) -> tuple[list[Planned], list[Skipped]]:
+    """Build every issue due at `now` without writing anything.
+
+    `catch_up` (the `run` service): a subscriber who already had issues gets a missed slot only if
+    it is at most this old, so a long downtime sends one recent issue, not a stale one.
+    """
+    subscribers = _chosen(config, only)
     unsubscribed = store.unsubscribed()
     paused = store.paused()
     skipped: list[Skipped] = []
@@ -146,6 +157,9 @@ def plan(config: Config, store: Store, now: datetime, *, only: str | None = None
             skipped.append(Skipped(sub, f"the issue for {slot:%Y-%m-%d %H:%M} UTC exists ({existing.status})"))
             continue
         previous = store.last_issue(sub.email, before=slot)
+        if catch_up is not None and previous is not None and now - slot > catch_up:
+            skipped.append(Skipped(sub, f"slot {slot:%Y-%m-%d %H:%M} UTC is older than the catch-up window"))
+            continue
         since = issuelib.window_start(sub, slot, now, previous.built_at if previous else None)
         due.append((sub, slot, since, previous is None))
     if not due:
@@ -200,18 +214,20 @@ def record(store: Store, planned: Sequence[Planned]) -> int:
         ids = [m.entry.id for m in p.issue.matches]
         msg_id = messagelib.message_id_from_bytes(p.message) if p.message else None
         if store.record_issue(p.issue.id, p.subscriber.email, p.issue.slot, p.issue.built_at, status,
-                              ids, p.rendered.subject if p.rendered else None, msg_id, p.message):
+                              ids, p.rendered.subject if p.rendered else None, msg_id, p.message,
+                              note=p.reason or None):
             added += 1
     return added
 
 
-def send(config: Config, store: Store, now: datetime, *, only: str | None = None,
+def send(config: Config, store: Store, now: datetime, *, only: str | Collection[str] | None = None,
          outbox: Path | None = None, secret: str | None = None,
-         progress: Callable[[Outcome], None] | None = None) -> SendReport:
+         progress: Callable[[Outcome], None] | None = None, catch_up: timedelta | None = None,
+         should_stop: Callable[[], bool] | None = None) -> SendReport:
     if config.settings.base_url and not secret:
         raise ConfigError("NEWSLETTER_SECRET is not set: it signs the unsubscribe links "
                           "(newsletter.base_url is set); export it and run send again")
-    planned, skipped = plan(config, store, now, only=only, secret=secret)
+    planned, skipped = plan(config, store, now, only=only, secret=secret, catch_up=catch_up)
     report = SendReport(skipped=skipped)
     report.built = record(store, planned)
     report.empty = [(p.subscriber.email, p.reason) for p in planned if not p.sends]
@@ -250,18 +266,19 @@ def send(config: Config, store: Store, now: datetime, *, only: str | None = None
 
         maildir.deliver(outbox, jobs, on_outcome)
     else:
-        asyncio.run(_deliver_smtp(config, jobs, on_outcome, transient, report, rng))
+        asyncio.run(_deliver_smtp(config, jobs, on_outcome, transient, report, rng, should_stop))
     report.retrying = [(by_issue[i].recipient, text) for i, text in transient.items()]
     return report
 
 
 async def _deliver_smtp(config: Config, jobs: list[Job], on_outcome: Callable[[Outcome], None],
-                        transient: dict[str, str], report: SendReport, rng: random.Random) -> None:
+                        transient: dict[str, str], report: SendReport, rng: random.Random,
+                        should_stop: Callable[[], bool] | None = None) -> None:
     """Deliver, then retry transient failures within the run with exponential backoff and jitter."""
     from newsletter.delivery.smtp import SmtpSender
 
     smtp = config.settings.smtp
-    sender = SmtpSender(smtp)
+    sender = SmtpSender(smtp, should_stop)
     by_issue = {j.issue_id: j for j in jobs}
     round_jobs = jobs
     for attempt in range(smtp.retries + 1):
@@ -270,21 +287,22 @@ async def _deliver_smtp(config: Config, jobs: list[Job], on_outcome: Callable[[O
             report.stopped = (f"stopped after {sender.consecutive_connection_failures} consecutive "
                               "connection failures; the rest stays pending")
             return
-        if not transient or attempt == smtp.retries:
+        if not transient or attempt == smtp.retries or sender.stopping():
             return
         await asyncio.sleep((2.0 ** attempt) * (0.5 + 0.5 * rng.random()))
         round_jobs = [by_issue[i] for i in transient]
 
 
-def _pending_jobs(config: Config, store: Store, now: datetime, only: str | None,
+def _pending_jobs(config: Config, store: Store, now: datetime, only: str | Collection[str] | None,
                   report: SendReport) -> list[Job]:
     sender = messagelib.sender_address(config.settings)
-    subscriber = config.subscriber(only).email if only and config.subscriber(only) else None
+    chosen = {s.email for s in _chosen(config, only)}
     active = {s.email for s in config.subscribers if not (s.paused or s.unsubscribed)} - store.unsubscribed()
+    active &= chosen
     owner = process_owner()
     lease = datetime.now(timezone.utc) + CLAIM_LEASE  # wall clock: claims coordinate real processes
     jobs = []
-    for row in store.pending_issues(now, subscriber):
+    for row in store.pending_issues(now):
         if row.subscriber not in active:
             continue
         sub = config.subscriber(row.subscriber)
@@ -326,8 +344,28 @@ def _claim_stealable(holder: str, until: datetime) -> bool:
     return False
 
 
-def failures(report: SendReport) -> list[tuple[str, str]]:
-    return report.failed
+def unsubscribe(config_path: Path, state_path: Path, address: str, now: datetime,
+                env: dict[str, str] | None = None) -> bool:
+    """Record an unsubscribe in the state and in subscribers.yaml. False: no such subscriber."""
+    from newsletter import subscribers
+    from newsletter.addresses import normalise_address
+    from newsletter.config import load
+
+    email = normalise_address(address)
+    try:
+        config = load(config_path, env or {})
+        known = config.subscriber(email) is not None
+    except ConfigError:
+        known = True  # the file is being edited into shape: record it in the state regardless
+    if not known:
+        return False
+    with Store(state_path) as store:
+        store.set_unsubscribed(email, now)
+    try:
+        subscribers.edit(config_path, subscribers.flag(email, "unsubscribed", True), env or {})
+    except ConfigError:
+        pass  # the state already stops every delivery; the file is fixed by its next edit
+    return True
 
 
 __all__ = ["NewsletterError", "ingest_paths", "ingest_sources", "plan", "record", "send"]

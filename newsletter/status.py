@@ -15,6 +15,7 @@ from newsletter.store import Store
 def collect(config: Config, store: Store, now: datetime) -> dict[str, Any]:
     unsubscribed = store.unsubscribed()
     paused = store.paused()
+    failing = [f"source '{s.name}' failed at its last fetch: {s.last_error}" for s in store.sources() if s.last_error]
     subscribers = []
     for sub in config.subscribers:
         nxt = issuelib.schedule_of(sub).next_after(now)
@@ -40,6 +41,7 @@ def collect(config: Config, store: Store, now: datetime) -> dict[str, Any]:
                 last.sent_at.isoformat() if last.sent_at else None,
                 "why_nothing_sent": _why(last.status, last.last_error),
             }
+        row["why"] = _explain(state, row["last_issue"], failing, row["next_slot_utc"])
         subscribers.append(row)
     srcs = [{"name": s.name, "last_fetch": s.last_fetch.isoformat() if s.last_fetch else None,
              "last_ok": s.last_ok.isoformat() if s.last_ok else None,
@@ -52,10 +54,28 @@ def collect(config: Config, store: Store, now: datetime) -> dict[str, Any]:
             "entries": store.entry_count()}
 
 
+def _explain(state: str, last: dict[str, Any] | None, failing: list[str], nxt: str | None) -> str:
+    """One line answering "why didn't I get an email?"."""
+    if state == "unsubscribed":
+        return "unsubscribed: nothing is sent any more"
+    if state == "paused":
+        return "paused in the subscribers file (`newsletter subscribers resume` to resume)"
+    if state.startswith("paused: "):
+        return state.removeprefix("paused: ")
+    if last is None:
+        return f"no issue yet; the first is due at {nxt} UTC"
+    if last["status"] == "sent":
+        return f"last issue delivered at {last['sent_at']}"
+    why = last["why_nothing_sent"] or last["status"]
+    if last["status"] == "empty" and failing:
+        why += "; " + "; ".join(failing)
+    return why
+
+
 def _why(status: str, error: str | None) -> str | None:
     return {
-        "empty": "nothing new matched the profile",
-        "failed": f"delivery failed permanently: {error}",
+        "empty": error or "nothing new matched the profile",
+        "failed": f"bounced: the server refused it permanently: {error}",
         "expired": f"expired before it could be delivered: {error}",
         "pending": f"waiting to be delivered{': ' + error if error else ''}",
     }.get(status)
@@ -65,6 +85,7 @@ def as_text(info: dict[str, Any]) -> str:
     lines = [f"{info['entries']} entries stored", "", "Subscribers:"]
     for s in info["subscribers"]:
         lines.append(f"  {s['email']} [{s['state']}] next: {s['next_slot_local']} ({s['next_slot_utc']} UTC)")
+        lines.append(f"    {s['why']}")
         last = s["last_issue"]
         if last is None:
             lines.append("    no issue yet")

@@ -229,15 +229,16 @@ class Store:
 
     def record_issue(self, issue_id: str, subscriber: str, slot: datetime, built_at: datetime,
                      status: str, entry_ids: Iterable[str], subject: str | None = None,
-                     message_id: str | None = None, message: bytes | None = None) -> bool:
+                     message_id: str | None = None, message: bytes | None = None,
+                     note: str | None = None) -> bool:
         """Commit an issue (its message fixed from now on). False if that slot was already taken."""
         ids = list(entry_ids)
         with self.transaction() as db:
             cur = db.execute(
                 "INSERT OR IGNORE INTO issues (id, subscriber, slot, built_at, status, subject, "
-                "message_id, message, entry_count) VALUES (?,?,?,?,?,?,?,?,?)",
+                "message_id, message, entry_count, last_error) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (issue_id, subscriber, _ts(slot), _ts(built_at), status, subject, message_id,
-                 message, len(ids)))
+                 message, len(ids), note))
             if cur.rowcount == 0:
                 return False
             db.executemany("INSERT OR IGNORE INTO issue_entries VALUES (?,?,?)",

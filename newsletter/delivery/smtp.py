@@ -46,9 +46,10 @@ class _RateLimiter:
 
 
 class SmtpSender:
-    def __init__(self, config: SmtpConfig) -> None:
+    def __init__(self, config: SmtpConfig, should_stop: Callable[[], bool] | None = None) -> None:
         check_security(config)
         self.config = config
+        self.should_stop = should_stop
         self.ca_file = config.ca_file
         self.stopped = False
         self.consecutive_connection_failures = 0
@@ -83,12 +84,15 @@ class SmtpSender:
         """Finish in-flight transactions, start no new ones."""
         self.stopped = True
 
+    def stopping(self) -> bool:
+        return self.stopped or bool(self.should_stop and self.should_stop())
+
     async def _worker(self, queue: asyncio.Queue[Job], limiter: _RateLimiter,
                       report: Callable[[Outcome], None]) -> None:
         client: aiosmtplib.SMTP | None = None
         sent_on_connection = 0
         try:
-            while not queue.empty() and not self.stopped and not self.tripped:
+            while not queue.empty() and not self.stopping() and not self.tripped:
                 job = queue.get_nowait()
                 await limiter.wait()
                 if client is None or not client.is_connected or sent_on_connection >= MAX_PER_CONNECTION:

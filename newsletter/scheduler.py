@@ -1,0 +1,229 @@
+"""`newsletter run`: APScheduler 3 jobs that call the pipeline; no logic of their own.
+
+One cron job per (schedule, time zone) group of subscribers, so 100k subscribers are a few hundred
+jobs; one job per source on the source's own schedule; a reload check for subscribers.yaml. Group
+jobs coalesce and have a catch-up grace period: after downtime a missed slot is sent once. Issues
+are keyed by slot and claimed before delivery, so two services (or a service and a manual `send`)
+never deliver one issue twice. SIGTERM/SIGINT stop new transactions and let in-flight ones finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from newsletter import pipeline
+from newsletter.config import load
+from newsletter.errors import ConfigError, NewsletterError
+from newsletter.models import Config
+from newsletter.schedule import Schedule
+from newsletter.store import Store
+
+log = logging.getLogger("newsletter.run")
+DEFAULT_SOURCE_SCHEDULE = "*/30 * * * *"
+CATCH_UP = timedelta(hours=6)
+
+
+def groups(config: Config) -> dict[tuple[str, str], list[str]]:
+    """Active subscribers grouped by (cron, time zone): one scheduler job per group."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for s in config.subscribers:
+        if not (s.paused or s.unsubscribed):
+            out.setdefault((s.schedule, s.timezone), []).append(s.email)
+    return out
+
+
+class Service:
+    def __init__(self, config_path: Path, state_path: Path, env: Mapping[str, str], *,
+                 host: str = "127.0.0.1", port: int | None = 8025, catch_up: timedelta = CATCH_UP,
+                 reload_every: float = 5.0, clock: Callable[[], datetime] | None = None) -> None:
+        self.config_path = config_path
+        self.state_path = state_path
+        self.env = dict(env)
+        self.host, self.port = host, port
+        self.catch_up = catch_up
+        self.reload_every = reload_every
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.config = load(config_path, self.env)
+        self._stamp = self._file_stamp()
+        self.stopping = threading.Event()
+        self.scheduler: AsyncIOScheduler | None = None
+        self.server: asyncio.AbstractServer | None = None
+        self._lock = asyncio.Lock()
+
+    # --- what the jobs do (callable directly, as the tests do) -----------------------------------
+
+    def send_now(self, emails: list[str] | None = None) -> pipeline.SendReport:
+        now = self.clock()
+        with Store(self.state_path) as store:
+            report = pipeline.send(self.config, store, now, only=emails, secret=self.env.get("NEWSLETTER_SECRET"),
+                                   catch_up=self.catch_up, should_stop=self.stopping.is_set)
+        for email, reason in report.failed:
+            log.warning("%s: failed: %s", email, reason)
+        for email, reason in report.retrying:
+            log.info("%s: will retry: %s", email, reason)
+        if report.sent or report.failed or report.retrying:
+            log.info("sent %d, retrying %d, failed %d", len(report.sent), len(report.retrying), len(report.failed))
+        return report
+
+    def fetch(self, names: list[str] | None = None) -> list[pipeline.IngestReport]:
+        config = self.config
+        if names is not None:
+            from dataclasses import replace
+
+            wanted = set(names)
+            settings = replace(config.settings, sources=tuple(s for s in config.settings.sources if s.name in wanted))
+            config = replace(config, settings=settings)
+        with Store(self.state_path) as store:
+            reports = pipeline.ingest_sources(store, config, self.clock())
+        for r in reports:
+            if r.error:
+                log.warning("%s", r.error)
+            else:
+                log.info("%s: %d new, %d updated", r.source, r.new, r.updated)
+        return reports
+
+    def reload(self) -> bool:
+        """Pick up an edited subscribers file; an invalid edit is reported and the old one kept."""
+        stamp = self._file_stamp()
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        try:
+            config = load(self.config_path, self.env)
+        except ConfigError as exc:
+            log.error("%s changed but is invalid; keeping the previous configuration:\n%s",
+                      self.config_path, "\n".join(exc.problems))
+            return False
+        self.config = config
+        log.info("%s reloaded: %d subscribers", self.config_path, len(config.subscribers))
+        if self.scheduler is not None:
+            self._schedule_groups()
+        return True
+
+    def _file_stamp(self) -> tuple[int, int]:
+        try:
+            st = self.config_path.stat()
+        except FileNotFoundError:
+            return (0, 0)
+        return (st.st_mtime_ns, st.st_size)
+
+    # --- scheduling ------------------------------------------------------------------------------
+
+    def triggers(self) -> dict[tuple[str, str], CronTrigger]:
+        return {key: Schedule(*key).trigger() for key in groups(self.config)}
+
+    def _schedule_groups(self) -> None:
+        assert self.scheduler is not None
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith("group:"):
+                job.remove()
+        for (cron, zone), emails in groups(self.config).items():
+            self.scheduler.add_job(
+                self._run_group, Schedule(cron, zone).trigger(), args=[cron, zone],
+                id=f"group:{cron}|{zone}", name=f"{len(emails)} subscribers at '{cron}' {zone}",
+                coalesce=True, max_instances=1, misfire_grace_time=int(self.catch_up.total_seconds()),
+                replace_existing=True)
+
+    def _schedule_sources(self) -> None:
+        assert self.scheduler is not None
+        for src in self.config.settings.sources:
+            self.scheduler.add_job(self._run_fetch, Schedule(DEFAULT_SOURCE_SCHEDULE, "UTC").trigger(),
+                                   args=[src.name], id=f"source:{src.name}", coalesce=True, max_instances=1,
+                                   misfire_grace_time=600, replace_existing=True)
+
+    async def _in_thread(self, fn: Callable[..., object], *args: object) -> object:
+        async with self._lock:  # one pipeline step at a time: they share the state file
+            return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    async def _run_group(self, cron: str, zone: str) -> None:
+        emails = groups(self.config).get((cron, zone), [])
+        try:
+            await self._in_thread(self.send_now, emails)
+        except NewsletterError as exc:
+            log.error("group '%s' %s: %s", cron, zone, exc)
+
+    async def _run_fetch(self, name: str) -> None:
+        await self._in_thread(self.fetch, [name])
+
+    async def _run_reload(self) -> None:
+        self.reload()
+
+    async def run(self, once: bool = False) -> None:
+        """Fetch, catch up on what is due, then (unless once) keep going until a signal."""
+        await self._in_thread(self.fetch)
+        await self._in_thread(self.send_now)
+        if once or self.stopping.is_set():
+            return
+        loop = asyncio.get_running_loop()
+        done = asyncio.Event()
+
+        def on_signal() -> None:
+            log.info("stopping: finishing in-flight deliveries")
+            self.stopping.set()
+            done.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+        self.scheduler = AsyncIOScheduler(timezone=timezone.utc)
+        self._schedule_groups()
+        self._schedule_sources()
+        self.scheduler.add_job(self._run_reload, "interval", seconds=self.reload_every, id="reload",
+                               coalesce=True, max_instances=1)
+        self.scheduler.start()
+        secret = self.env.get("NEWSLETTER_SECRET")
+        if self.port is not None and secret:
+            from newsletter import web
+
+            app = web.UnsubscribeApp(secret, lambda a: pipeline.unsubscribe(
+                self.config_path, self.state_path, a, self.clock(), self.env), self.config.settings.title)
+            self.server = await web.start(app, self.host, self.port)
+        elif self.port is not None:
+            log.warning("NEWSLETTER_SECRET is not set: the unsubscribe endpoint is off")
+        log.info("running: %d jobs; next: %s", len(self.scheduler.get_jobs()), self.next_runs())
+        await done.wait()
+        self.scheduler.shutdown(wait=False)
+        async with self._lock:  # wait for an in-flight pipeline step to finish its transactions
+            pass
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+    def next_runs(self) -> str:
+        assert self.scheduler is not None
+        times = sorted((j.next_run_time, j.name) for j in self.scheduler.get_jobs()
+                       if j.id.startswith("group:") and j.next_run_time)
+        return ", ".join(f"{n} at {t:%Y-%m-%d %H:%M %Z}" for t, n in times[:3]) or "nothing scheduled"
+
+
+async def serve(config_path: Path, state_path: Path, env: Mapping[str, str], host: str, port: int,
+                ready: Callable[[int], None] | None = None) -> None:
+    """`newsletter serve`: only the unsubscribe endpoint."""
+    from newsletter import web
+
+    secret = env.get("NEWSLETTER_SECRET")
+    if not secret:
+        raise ConfigError("NEWSLETTER_SECRET is not set: it verifies the unsubscribe tokens")
+    config = load(config_path, env)
+    app = web.UnsubscribeApp(secret, lambda a: pipeline.unsubscribe(
+        config_path, state_path, a, datetime.now(timezone.utc), dict(env)), config.settings.title)
+    server = await web.start(app, host, port)
+    bound = server.sockets[0].getsockname()[1]
+    print(f"serving unsubscribe on http://{host}:{bound}/unsubscribe/<token>", flush=True)
+    if ready:
+        ready(bound)
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, done.set)
+    await done.wait()
+    server.close()
+    await server.wait_closed()
