@@ -25,7 +25,7 @@ TLS_MODES = ("starttls", "tls", "none")
 _TOP_KEYS = ("newsletter", "subscribers")
 _SETTINGS_KEYS = ("title", "sender", "base_url", "sources", "schedule", "timezone", "max_entries",
                   "send_empty", "min_upvotes", "smtp", "templates", "unsubscribe_mailto", "language")
-_SOURCE_KEYS = ("name", "type", "url", "path")
+_SOURCE_KEYS = ("name", "type", "url", "path", "schedule", "timeout", "max_bytes")
 _SMTP_KEYS = ("host", "port", "tls", "username", "timeout", "concurrency", "rate_limit", "retries",
               "ca_file")
 _SUBSCRIBER_KEYS = ("email", "name", "keywords", "exclude", "schedule", "timezone", "max_entries",
@@ -275,8 +275,17 @@ def _sources(c: _Checker, node: yaml.Node | None, base: Path) -> list[SourceConf
             path = (base / value) if value else None
         if ("url" in m) == ("path" in m):
             c.error(item, f"{what}: give exactly one of 'url' or 'path'")
+        extra: dict[str, Any] = {}
+        if "schedule" in m:
+            extra["schedule"] = c.checked(m["schedule"], f"{what}.schedule",
+                                          lambda v: (Schedule(v, "UTC").check(), v)[1])
+        if "timeout" in m:
+            extra["timeout"] = c.scalar(m["timeout"], f"{what}.timeout", ("int", "float"))
+        if "max_bytes" in m:
+            extra["max_bytes"] = c.positive_int(m["max_bytes"], f"{what}.max_bytes")
+        extra = {k: v for k, v in extra.items() if v is not None}
         if name and kind and (url or path):
-            out.append(SourceConfig(name, kind, url, path))
+            out.append(SourceConfig(name, kind, url, path, **extra))
     return out
 
 

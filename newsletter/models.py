@@ -50,6 +50,9 @@ class SourceConfig:
     type: str  # hf-listing | hf-daily | arxiv | feed | file
     url: str | None = None
     path: Path | None = None
+    schedule: str = "*/30 * * * *"  # when `run` fetches it (cron, UTC)
+    timeout: float = 30.0
+    max_bytes: int = 20 * 1024 * 1024
 
 
 @dataclass(frozen=True)

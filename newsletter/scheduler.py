@@ -28,7 +28,6 @@ from newsletter.schedule import Schedule
 from newsletter.store import Store
 
 log = logging.getLogger("newsletter.run")
-DEFAULT_SOURCE_SCHEDULE = "*/30 * * * *"
 CATCH_UP = timedelta(hours=6)
 
 
@@ -136,7 +135,7 @@ class Service:
     def _schedule_sources(self) -> None:
         assert self.scheduler is not None
         for src in self.config.settings.sources:
-            self.scheduler.add_job(self._run_fetch, Schedule(DEFAULT_SOURCE_SCHEDULE, "UTC").trigger(),
+            self.scheduler.add_job(self._run_fetch, Schedule(src.schedule, "UTC").trigger(),
                                    args=[src.name], id=f"source:{src.name}", coalesce=True, max_instances=1,
                                    misfire_grace_time=600, replace_existing=True)
 

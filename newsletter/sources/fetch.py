@@ -68,4 +68,5 @@ def read(source: SourceConfig, *, etag: str | None = None, last_modified: str | 
     if source.path is not None:
         return Fetched(read_path(source.path, source.name))
     assert source.url is not None
-    return fetch_url(source.url, source.name, etag=etag, last_modified=last_modified)
+    return fetch_url(source.url, source.name, etag=etag, last_modified=last_modified,
+                     max_bytes=source.max_bytes, timeout=httpx.Timeout(source.timeout))

@@ -1,0 +1,102 @@
+"""Remote sources against a real HTTP server on 127.0.0.1 (pytest-httpserver) serving captured feeds."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from conftest import DATA, run, write_config
+
+HF = (DATA / "hf_daily_papers_2026-07-31_5items.json").read_bytes()
+RSS = (DATA / "arxiv_rss_cs.CL_2026-04-27_3items.xml").read_bytes()
+
+
+def sources_yaml(base: str, extra: str = "") -> str:
+    return (
+        "  sources:\n"
+        f"    - name: hf\n      type: hf-daily\n      url: {base}/api/daily_papers\n"
+        f"    - name: arxiv\n      type: arxiv\n      url: {base}/rss/cs.CL\n" + extra
+    )
+
+
+def conditional(body: bytes, etag: str, hits: list[str]):  # noqa: ANN201
+    def handler(request: Request) -> Response:
+        if request.headers.get("If-None-Match") == etag:
+            hits.append("304")
+            return Response(status=304)
+        hits.append("200")
+        return Response(body, headers={"ETag": etag, "Content-Type": "application/json"})
+    return handler
+
+
+def test_fetch_parse_and_conditional_get(httpserver: HTTPServer, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    hits: list[str] = []
+    httpserver.expect_request("/api/daily_papers").respond_with_handler(conditional(HF, '"v1"', hits))
+    httpserver.expect_request("/rss/cs.CL").respond_with_data(RSS, content_type="application/rss+xml")
+    project = write_config(tmp_path, sources=sources_yaml(httpserver.url_for("").rstrip("/")))
+    assert run("--file", str(project), "ingest") == 0
+    out = capsys.readouterr().out
+    assert "hf: 5 new, 0 updated, 0 unchanged" in out and "arxiv: 3 new" in out
+    assert run("--file", str(project), "ingest") == 0
+    out = capsys.readouterr().out
+    assert "hf: not modified since the last fetch" in out
+    assert hits == ["200", "304"]
+    ua = httpserver.log[0][0].headers.get("User-Agent")
+    assert ua.startswith("newsletter/")
+
+
+def test_a_failing_source_is_reported_and_the_others_are_ingested(httpserver: HTTPServer, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    def slow(request: Request) -> Response:
+        time.sleep(2)
+        return Response(RSS)
+
+    httpserver.expect_request("/api/daily_papers").respond_with_data("boom", status=500)
+    httpserver.expect_request("/rss/cs.CL").respond_with_data(RSS, content_type="application/rss+xml")
+    httpserver.expect_request("/slow").respond_with_handler(slow)
+    httpserver.expect_request("/big").respond_with_data(b"x" * 5000)
+    base = httpserver.url_for("").rstrip("/")
+    extra = (f"    - name: slow\n      type: feed\n      url: {base}/slow\n      timeout: 0.5\n"
+             f"    - name: big\n      type: feed\n      url: {base}/big\n      max_bytes: 1000\n")
+    project = write_config(tmp_path, sources=sources_yaml(base, extra))
+    assert run("--file", str(project), "ingest") == 1
+    captured = capsys.readouterr()
+    assert "arxiv: 3 new" in captured.out
+    assert f"error: source 'hf': {base}/api/daily_papers answered HTTP 500" in captured.err
+    assert f"error: source 'slow': {base}/slow timed out" in captured.err
+    assert f"error: source 'big': {base}/big is 5000 bytes, over the 1000-byte cap" in captured.err
+    assert run("--file", str(project), "status", "--json") == 0
+    import json
+
+    status = json.loads(capsys.readouterr().out)
+    errors = {s["name"]: s["error"] for s in status["sources"]}
+    assert errors["arxiv"] is None and "HTTP 500" in errors["hf"] and "timed out" in errors["slow"]
+
+
+def test_preview_and_send_keep_going_when_a_source_fails(httpserver: HTTPServer, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    httpserver.expect_request("/api/daily_papers").respond_with_data("nope", status=503)
+    httpserver.expect_request("/rss/cs.CL").respond_with_data(RSS, content_type="application/rss+xml")
+    subs = "  - email: ada@example.org\n    keywords: ['LLM']\n"
+    project = write_config(tmp_path, sources=sources_yaml(httpserver.url_for("").rstrip("/")), subscribers=subs)
+    out = tmp_path / "p"
+    assert run("--file", str(project), "preview", "--out", str(out)) == 0
+    captured = capsys.readouterr()
+    assert "error: source 'hf'" in captured.err and "HTTP 503" in captured.err
+    assert (out / "ada@example.org.html").exists()
+
+
+@pytest.mark.parametrize("path", sorted(p.name for p in DATA.glob("*.xml")) + sorted(p.name for p in DATA.glob("hf_*.json")))
+def test_every_captured_feed_parses_over_http(httpserver: HTTPServer, tmp_path: Path, path: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    httpserver.expect_request("/feed").respond_with_data((DATA / path).read_bytes())
+    assert run("--state", str(tmp_path / "s.sqlite3"), "ingest", httpserver.url_for("/feed")) == 0
+    out = capsys.readouterr().out
+    # an arXiv error entry, a zero-result answer and an empty weekend listing are not papers
+    expected_none = any(k in path for k in ("HTTP400_error_entry", "zero_results", "weekend_empty"))
+    assert (" 0 new" in out) is expected_none, out
