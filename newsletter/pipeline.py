@@ -138,6 +138,8 @@ def plan(config: Config, store: Store, now: datetime, *, only: str | Collection[
     paused = store.paused()
     skipped: list[Skipped] = []
     due: list[tuple[Subscriber, datetime, datetime, bool]] = []
+    slots: dict[tuple[str, str], datetime | None] = {}  # subscribers share schedules
+    periods: dict[tuple[str, str], timedelta] = {}
     for sub in subscribers:
         if sub.email in unsubscribed or sub.unsubscribed:
             skipped.append(Skipped(sub, "unsubscribed"))
@@ -148,7 +150,10 @@ def plan(config: Config, store: Store, now: datetime, *, only: str | Collection[
         if sub.email in paused:
             skipped.append(Skipped(sub, paused[sub.email]))
             continue
-        slot = issuelib.due_slot(sub, now)
+        key = (sub.schedule, sub.timezone)
+        if key not in slots:
+            slots[key] = issuelib.due_slot(sub, now)
+        slot = slots[key]
         if slot is None:
             skipped.append(Skipped(sub, "the schedule has not fired yet"))
             continue
@@ -160,13 +165,19 @@ def plan(config: Config, store: Store, now: datetime, *, only: str | Collection[
         if catch_up is not None and previous is not None and now - slot > catch_up:
             skipped.append(Skipped(sub, f"slot {slot:%Y-%m-%d %H:%M} UTC is older than the catch-up window"))
             continue
-        since = issuelib.window_start(sub, slot, now, previous.built_at if previous else None)
+        if previous is not None:
+            since = previous.built_at
+        else:
+            if key not in periods:
+                periods[key] = issuelib.schedule_of(sub).period_before(slot)
+            since = now - periods[key]
         due.append((sub, slot, since, previous is None))
     if not due:
         return [], skipped
     index = EntryIndex(store.entries(since=min(d[2] for d in due), until=now))
     profiles = _profiles([d[0] for d in due])
     env = environment(config.settings.templates)
+    cache: dict = {}  # type: ignore[type-arg]
     planned = []
     for sub, slot, since, first in due:
         issue = issuelib.build_issue(sub, slot, now, index, since, store.delivered_ids(sub.email),
@@ -176,18 +187,18 @@ def plan(config: Config, store: Store, now: datetime, *, only: str | Collection[
             reason = "none of the new entries matched the profile" if any_new else "no new entries"
             planned.append(Planned(sub, issue, None, None, reason))
             continue
-        rendered, msg = _render_message(config, issue, now, secret, env)
+        rendered, msg = _render_message(config, issue, now, secret, env, cache)
         planned.append(Planned(sub, issue, rendered, msg, ""))
     return planned, skipped
 
 
 def _render_message(config: Config, issue: Issue, now: datetime, secret: str | None,
-                    env: object) -> tuple[RenderedIssue, bytes]:
+                    env: object, cache: dict | None = None) -> tuple[RenderedIssue, bytes]:  # type: ignore[type-arg]
     settings = config.settings
     links = messagelib.unsubscribe_links(settings, issue.subscriber.email, secret or PREVIEW_SECRET)
     rendered = render(issue, settings, unsubscribe_url=links.visible,
                       change_url=messagelib.change_profile_url(settings, issue.subscriber.email),
-                      env=env)  # type: ignore[arg-type]
+                      env=env, cache=cache)  # type: ignore[arg-type]
     msg = messagelib.build(rendered, settings, issue.subscriber, links, now)
     return rendered, messagelib.to_bytes(msg)
 

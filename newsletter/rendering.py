@@ -19,7 +19,7 @@ import mjml
 from markupsafe import Markup, escape
 
 from newsletter.errors import RenderError
-from newsletter.models import Issue, Match, RenderedIssue, Settings
+from newsletter.models import Hit, Issue, Match, RenderedIssue, Settings
 from newsletter.query import parse
 from newsletter.text import stem, word_spans
 
@@ -174,6 +174,16 @@ def paper_context(match: Match) -> dict[str, Any]:
     }
 
 
+def _cached_paper(match: Match, cache: dict[Any, dict[str, Any]] | None) -> dict[str, Any]:
+    if cache is None:
+        return paper_context(match)
+    key = (match.entry.id, match.score, match.hits)
+    found = cache.get(key)
+    if found is None:
+        found = cache[key] = paper_context(match)
+    return found
+
+
 def subject_line(settings: Settings, issue: Issue) -> str:
     local = issue.slot.astimezone(ZoneInfo(issue.subscriber.timezone))
     n = len(issue.matches)
@@ -197,7 +207,10 @@ def profile_summary(issue: Issue) -> dict[str, Any]:
 
 
 def render(issue: Issue, settings: Settings, *, unsubscribe_url: str, change_url: str,
-           env: jinja2.Environment | None = None) -> RenderedIssue:
+           env: jinja2.Environment | None = None,
+           cache: dict[tuple[str, float, tuple[Hit, ...]], dict[str, Any]] | None = None) -> RenderedIssue:
+    """Render one issue. `cache` (one per batch) shares a paper's highlighted text between
+    subscribers whose matches explain it the same way."""
     env = env or environment(settings.templates)
     local = issue.slot.astimezone(ZoneInfo(issue.subscriber.timezone))
     subject = subject_line(settings, issue)
@@ -207,7 +220,7 @@ def render(issue: Issue, settings: Settings, *, unsubscribe_url: str, change_url
         "issue": {"id": issue.id, "date": _day(local), "count": len(issue.matches), "first": issue.first},
         "subject": subject,
         "preheader": preheader(issue),
-        "papers": [paper_context(m) for m in issue.matches],
+        "papers": [_cached_paper(m, cache) for m in issue.matches],
         "profile": profile_summary(issue),
         "unsubscribe_url": unsubscribe_url,
         "change_url": change_url,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from functools import lru_cache
 
 _WS = re.compile(r"\s+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u2028\u2029]")
@@ -48,12 +49,21 @@ def word_spans(value: str) -> list[tuple[int, int, str]]:
     Folding can change lengths (ß -> ss, ﬁ -> fi), so words are found per original character run.
     """
     spans = []
-    for m in re.finditer(r"[^\W_]+(?:\+\+|#)?", value):
-        for w in _TOKEN.findall(fold(m.group())):
+    for m in _RUN.finditer(value):
+        for w in _folded_run(m.group()):
             spans.append((m.start(), m.end(), w))
     return spans
 
 
+_RUN = re.compile(r"[^\W_]+(?:\+\+|#)?")
+
+
+@lru_cache(maxsize=65536)
+def _folded_run(run: str) -> tuple[str, ...]:
+    return tuple(_TOKEN.findall(fold(run)))
+
+
+@lru_cache(maxsize=65536)
 def stem(word: str) -> str:
     """Light English stemmer for matching; `word` is already folded."""
     if word.endswith(("++", "#")) or word.isdigit():
