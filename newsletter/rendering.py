@@ -21,6 +21,7 @@ from markupsafe import Markup, escape
 from newsletter.errors import RenderError
 from newsletter.models import Hit, Issue, Match, RenderedIssue, Settings
 from newsletter.query import parse
+from newsletter.tex import readable
 from newsletter.text import stem, word_spans
 
 ABSTRACT_LIMIT = 480
@@ -149,7 +150,8 @@ def why_line(match: Match) -> str:
 def paper_context(match: Match) -> dict[str, Any]:
     e = match.entry
     hl = Highlighter(h.query for h in match.hits)
-    abstract, cut = trim_abstract(e.abstract)
+    title = readable(e.title)
+    abstract, cut = trim_abstract(readable(e.abstract))
     meta = [x for x in (authors_line(match), e.organization,
                         _day(e.published) if e.published else None,
                         f"▲ {e.upvotes} upvote{'s' if e.upvotes != 1 else ''}" if e.upvotes is not None else None,
@@ -159,9 +161,9 @@ def paper_context(match: Match) -> dict[str, Any]:
         ("Code", e.links.code), ("Project page", e.links.project)) if url]
     return {
         "id": e.id,
-        "title": e.title,
-        "title_html": hl.html(e.title),
-        "title_text": hl.text(e.title),
+        "title": title,
+        "title_html": hl.html(title),
+        "title_text": hl.text(title),
         "url": e.url,
         "meta": " · ".join(meta),
         "abstract_html": hl.html(abstract),
@@ -192,7 +194,7 @@ def subject_line(settings: Settings, issue: Issue) -> str:
 
 
 def preheader(issue: Issue) -> str:
-    titles = [m.entry.title for m in issue.matches[:2]]
+    titles = [readable(m.entry.title) for m in issue.matches[:2]]
     if not titles:
         return "Nothing matched your profile this time."
     more = len(issue.matches) - len(titles)
