@@ -7,6 +7,7 @@ lone `$35,000` stays exactly as it is. Pure string work: nothing is ever evaluat
 from __future__ import annotations
 
 import re
+import unicodedata
 
 _SYMBOLS = {
     "alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "epsilon": "ϵ", "varepsilon": "ε", "zeta": "ζ",
@@ -58,7 +59,7 @@ def convert_math(src: str) -> str | None:
     if "\\" in s or "{" in s or "}" in s:
         return None
     s = s.replace("\x01", "{").replace("\x02", "}")
-    return re.sub(r"\s+", " ", s).strip()
+    return unicodedata.normalize("NFC", re.sub(r"\s+", " ", s).strip())
 
 
 def _symbol(m: re.Match[str]) -> str:

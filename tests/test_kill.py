@@ -92,7 +92,7 @@ def test_sigkill_at_random_moments_then_restart_delivers_each_issue_once(tmp_pat
     print(f"kills={kills} runs={runs} duplicates={duplicates}")
 
 
-def test_two_sends_started_together_deliver_each_issue_once(tmp_path: Path) -> None:
+def test_three_sends_started_together_deliver_each_issue_once(tmp_path: Path) -> None:
     recorder, port = Slow(), free_port()
     controller = Controller(recorder, hostname="127.0.0.1", port=port)
     controller.start()

@@ -175,3 +175,39 @@ def test_template_override_and_error_names_file_and_line(tmp_path: Path) -> None
     (tmp_path / "issue.txt.j2").write_text("line one\n{{ nope.missing }}\n")
     with pytest.raises(RenderError, match=r"issue\.txt\.j2:2: 'nope' is undefined"):
         render(issue, cfg.settings, unsubscribe_url="https://u", change_url="mailto:x@example.org")
+
+
+@pytest.mark.parametrize(("source", "shown"), [
+    ("$\\omega$Test: WebView-Oriented Testing", "ωTest: WebView-Oriented Testing"),
+    ("a subset $S$ of the domain", "a subset S of the domain"),
+    ("over $\\{1, \\dots, n\\}$, is it $\\varepsilon_1$-close", "over {1, …, n}, is it ε₁-close"),
+    ("runs in $\\mathcal{O}(n\\log n)$ time", "runs in 𝒪(n log n) time"),
+    ("$\\tilde{O}(\\varepsilon^{-2})$ samples", "Õ(ε⁻²) samples"),
+    ("costs $35,000 per year", "costs $35,000 per year"),
+    ("between $5 and $10", "between $5 and $10"),
+    ("$\\frac{a}{b}$ is left as source", "$\\frac{a}{b}$ is left as source"),
+])
+def test_tex_is_shown_readably(source: str, shown: str) -> None:
+    from newsletter.tex import readable
+
+    assert readable(source) == shown
+
+
+def test_tex_title_in_the_email_and_matching_still_works() -> None:
+    html, text, _ = rendered_message([Entry(id="x", title="$\\omega$Test: paper on WebView testing")])
+    assert "ωTest: <strong" in html or "ωTest:" in html
+    assert "ωTest" in text and "$\\omega$" not in text
+
+
+@pytest.mark.parametrize(("names", "count", "line"), [
+    (("Ada Lovelace", "Alan Turing"), 2, "Ada Lovelace, Alan Turing"),
+    (tuple(f"Author {i}" for i in range(40)), 40, "Author 0, Author 1, … Author 39 (40 authors)"),
+    (("Ada Lovelace",), 5, "Ada Lovelace (5 authors)"),
+    ((), 7, "7 authors"),
+    ((), 1, "1 author"),
+])
+def test_author_lines(names: tuple[str, ...], count: int, line: str) -> None:
+    from newsletter.models import Match
+    from newsletter.rendering import authors_line
+
+    assert authors_line(Match(Entry(id="x", title="t", authors=names, author_count=count), 1.0, ())) == line
