@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", type=Path, default=Path("preview"), help="output folder (default: preview)")
     c.add_argument("--at", type=_when, help="preview the issue due at this time (default: now)")
     c.add_argument("--no-fetch", action="store_true", help="do not ingest the configured sources first")
+    c.add_argument("--serve", action="store_true", help="serve the preview workbench on 127.0.0.1")
+    c.add_argument("--port", type=int, default=8000, help="workbench port (default 8000; 0 picks one)")
+    c.add_argument("--open", action="store_true", help="open the workbench in a browser")
     c.set_defaults(run=cmd_preview)
 
     c = sub.add_parser("send", help="build every due issue and deliver it",
@@ -292,6 +295,8 @@ def _print_matches(matches: Sequence[object], total: int) -> None:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
+    if args.serve:
+        return _serve_workbench(args)
     config = _config(args)
     now = _now(args)
     store = Store.snapshot(_state_path(args))  # ingest into a copy: the state file never changes
@@ -308,6 +313,27 @@ def cmd_preview(args: argparse.Namespace) -> int:
         else:
             _say(args, f"{r.email}: nothing to send ({r.reason})")
     _say(args, f"wrote {args.out / 'index.html'}")
+    return 0
+
+
+def _serve_workbench(args: argparse.Namespace) -> int:
+    from newsletter.workbench import Workbench, make_server
+
+    _config(args)  # a broken file is reported now, not as a blank page
+    bench = Workbench(args.file, _state_path(args), dict(os.environ), at=args.at, fetch=not args.no_fetch)
+    server = make_server(bench, args.port)
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    print(f"preview workbench on {url} (Ctrl-C to stop)", flush=True)
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
     return 0
 
 

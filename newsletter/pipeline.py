@@ -127,8 +127,12 @@ def _chosen(config: Config, only: str | Collection[str] | None) -> list[Subscrib
 
 
 def plan(config: Config, store: Store, now: datetime, *, only: str | Collection[str] | None = None,
-         secret: str | None = None, catch_up: timedelta | None = None) -> tuple[list[Planned], list[Skipped]]:
+         secret: str | None = None, catch_up: timedelta | None = None,
+         upcoming: bool = False) -> tuple[list[Planned], list[Skipped]]:
     """Build every issue due at `now` without writing anything.
+
+    `upcoming` (previews): when the current slot's issue exists already, build the next slot's
+    issue instead, as it would be if it were built now.
 
     `catch_up` (the `run` service): a subscriber who already had issues gets a missed slot only if
     it is at most this old, so a long downtime sends one recent issue, not a stale one.
@@ -158,6 +162,9 @@ def plan(config: Config, store: Store, now: datetime, *, only: str | Collection[
             skipped.append(Skipped(sub, "the schedule has not fired yet"))
             continue
         existing = store.issue(issuelib.issue_id(sub.email, slot))
+        if existing is not None and upcoming:
+            slot = issuelib.schedule_of(sub).next_after(slot) or slot
+            existing = store.issue(issuelib.issue_id(sub.email, slot))
         if existing is not None:
             skipped.append(Skipped(sub, f"the issue for {slot:%Y-%m-%d %H:%M} UTC exists ({existing.status})"))
             continue

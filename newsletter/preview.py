@@ -37,7 +37,7 @@ def file_stem(email: str) -> str:
 
 def build_rows(config: Config, store: Store, now: datetime, only: str | None,
                secret: str | None) -> tuple[list[PreviewRow], list[pipeline.Planned]]:
-    planned, skipped = pipeline.plan(config, store, now, only=only, secret=secret)
+    planned, skipped = pipeline.plan(config, store, now, only=only, secret=secret, upcoming=True)
     rows = []
     for p in planned:
         size = len(p.rendered.html.encode()) if p.rendered else None
