@@ -127,6 +127,8 @@ def test_message_headers() -> None:
     for name in ("From", "To", "Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe"):
         assert len(msg.get_all(name)) == 1, name
     assert msg["Message-ID"] == "<issue1@example.org>"
+    # raw, not RFC 2047-encoded: mailbox providers read the URL as it stands
+    assert re.search(rb"\r\nList-Unsubscribe: <https://digest\.example\.org/unsubscribe/[\w.-]+>, <mailto:", raw)
     assert msg["To"] == "Ada <ada@example.org>"
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     https = re.search(r"<(https://digest\.example\.org/unsubscribe/[^>]+)>", msg["List-Unsubscribe"])
