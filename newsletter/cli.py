@@ -6,7 +6,8 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -360,12 +361,12 @@ def cmd_send(args: argparse.Namespace) -> int:
             print(f"{row.subscriber}: pending from {row.slot:%Y-%m-%d %H:%M} UTC, "
                   f"{row.attempts} attempts, last error: {row.last_error or '-'}")
         return 0
-    with _open_store(args) as store:
+    dkim_key = _dkim_key()
+    with _open_store(args) as store, _progress(args) as progress:
         if not args.no_fetch:
             _report_ingest(args, pipeline.ingest_sources(store, config, now))
-        progress = (lambda o: print(f"{o.recipient}: {'sent' if o.ok else o.text}")) if args.verbose else None
         report = pipeline.send(config, store, now, only=args.subscriber, outbox=args.outbox,
-                               secret=secret, progress=progress)
+                               secret=secret, progress=progress, dkim_key=dkim_key)
     for email, reason in report.empty:
         _say(args, f"{email}: nothing sent ({reason})")
     for email, reason in report.retrying:
@@ -508,6 +509,39 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _logging(args)
     asyncio.run(serve(args.file, _state_path(args), os.environ, args.host, args.port))
     return 0
+
+
+def _dkim_key() -> bytes | None:
+    path = os.environ.get("NEWSLETTER_DKIM_KEY_FILE")
+    if not path:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"NEWSLETTER_DKIM_KEY_FILE: cannot read {path}: {exc.strerror}") from exc
+
+
+@contextmanager
+def _progress(args: argparse.Namespace) -> Iterator[Callable[[object], None] | None]:
+    """A progress bar on a terminal, one log line per message otherwise (with --verbose)."""
+    if args.quiet:
+        yield None
+        return
+    if not sys.stderr.isatty():
+        if args.verbose:
+            yield lambda o: print(f"{o.recipient}: {'sent' if o.ok else o.text}", file=sys.stderr)  # type: ignore[attr-defined]
+        else:
+            yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(TextColumn("sending"), BarColumn(), MofNCompleteColumn(), transient=True) as bar:
+        task = bar.add_task("send", total=None)
+
+        def advance(outcome: object) -> None:
+            bar.advance(task)
+
+        yield advance
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ import yaml
 
 from newsletter.addresses import check_address, check_sender
 from newsletter.errors import ConfigError, QuerySyntaxError
-from newsletter.models import Config, Settings, SmtpConfig, SourceConfig, Subscriber
+from newsletter.models import Config, DkimConfig, Settings, SmtpConfig, SourceConfig, Subscriber
 from newsletter.query import parse
 from newsletter.schedule import Schedule, check_timezone
 
@@ -24,10 +24,11 @@ SOURCE_TYPES = ("hf-listing", "hf-daily", "arxiv", "feed", "file")
 TLS_MODES = ("starttls", "tls", "none")
 _TOP_KEYS = ("newsletter", "subscribers")
 _SETTINGS_KEYS = ("title", "sender", "base_url", "sources", "schedule", "timezone", "max_entries",
-                  "send_empty", "min_upvotes", "smtp", "templates", "unsubscribe_mailto", "language")
+                  "send_empty", "min_upvotes", "smtp", "templates", "unsubscribe_mailto", "language", "dkim")
+_DKIM_KEYS = ("domain", "selector")
 _SOURCE_KEYS = ("name", "type", "url", "path", "schedule", "timeout", "max_bytes")
 _SMTP_KEYS = ("host", "port", "tls", "username", "timeout", "concurrency", "rate_limit", "retries",
-              "ca_file")
+              "ca_file", "max_per_connection")
 _SUBSCRIBER_KEYS = ("email", "name", "keywords", "exclude", "schedule", "timezone", "max_entries",
                     "min_upvotes", "send_empty", "paused", "unsubscribed")
 _TAG = "tag:yaml.org,2002:"
@@ -229,13 +230,24 @@ def _settings(c: _Checker, node: yaml.Node | None, base: Path, env: Mapping[str,
     if "unsubscribe_mailto" in m:
         mailto = c.checked(m["unsubscribe_mailto"], "newsletter.unsubscribe_mailto", check_address)
     language = c.string(m["language"], "newsletter.language") if "language" in m else "en"
+    dkim = None
+    if "dkim" in m:
+        d = c.mapping(m["dkim"], "newsletter.dkim", _DKIM_KEYS)
+        for key in _DKIM_KEYS:
+            if key not in d and d:
+                c.error(m["dkim"], f"newsletter.dkim: missing '{key}'")
+        if all(k in d for k in _DKIM_KEYS):
+            domain = c.string(d["domain"], "newsletter.dkim.domain")
+            selector = c.string(d["selector"], "newsletter.dkim.selector")
+            if domain and selector:
+                dkim = DkimConfig(domain, selector)
     sources = _sources(c, m.get("sources"), base)
     smtp = _smtp(c, m.get("smtp"), env)
     return Settings(
         title=title or "Daily Papers Digest", sender=sender or "", base_url=base_url,
         sources=tuple(sources), schedule=schedule, timezone=tz_name,
         max_entries=max_entries or 10, send_empty=bool(send_empty), min_upvotes=min_upvotes or 0,
-        smtp=smtp, templates=templates, unsubscribe_mailto=mailto, language=language or "en",
+        smtp=smtp, templates=templates, unsubscribe_mailto=mailto, language=language or "en", dkim=dkim,
     )
 
 
@@ -310,6 +322,8 @@ def _smtp(c: _Checker, node: yaml.Node | None, env: Mapping[str, str]) -> SmtpCo
             values["timeout"] = c.scalar(m["timeout"], "newsletter.smtp.timeout", ("int", "float"))
         if "concurrency" in m:
             values["concurrency"] = c.positive_int(m["concurrency"], "newsletter.smtp.concurrency")
+        if "max_per_connection" in m:
+            values["max_per_connection"] = c.positive_int(m["max_per_connection"], "newsletter.smtp.max_per_connection")
         if "retries" in m:
             values["retries"] = c.positive_int(m["retries"], "newsletter.smtp.retries", 0)
         if "ca_file" in m:

@@ -66,6 +66,7 @@ class SmtpConfig:
     concurrency: int = 2
     rate_limit: float = 0.0  # messages per second, 0 = unlimited
     retries: int = 2  # extra attempts within one run for 4xx replies and dropped connections
+    max_per_connection: int = 100  # messages sent over one connection before reconnecting
     ca_file: str | None = None  # trust this CA bundle instead of the system's (a private relay)
 
     def __repr__(self) -> str:  # never show the password
@@ -74,6 +75,14 @@ class SmtpConfig:
             f"username={self.username!r}, password={'***' if self.password else None}, "
             f"concurrency={self.concurrency}, rate_limit={self.rate_limit}, retries={self.retries})"
         )
+
+
+@dataclass(frozen=True)
+class DkimConfig:
+    """DKIM signing; the private key comes from NEWSLETTER_DKIM_KEY_FILE, never from YAML."""
+
+    domain: str
+    selector: str
 
 
 @dataclass(frozen=True)
@@ -91,6 +100,7 @@ class Settings:
     templates: Path | None
     unsubscribe_mailto: str | None
     language: str = "en"
+    dkim: DkimConfig | None = None
 
 
 @dataclass(frozen=True)

@@ -241,11 +241,13 @@ def record(store: Store, planned: Sequence[Planned]) -> int:
 def send(config: Config, store: Store, now: datetime, *, only: str | Collection[str] | None = None,
          outbox: Path | None = None, secret: str | None = None,
          progress: Callable[[Outcome], None] | None = None, catch_up: timedelta | None = None,
-         should_stop: Callable[[], bool] | None = None) -> SendReport:
+         should_stop: Callable[[], bool] | None = None, dkim_key: bytes | None = None) -> SendReport:
     if config.settings.base_url and not secret:
         raise ConfigError("NEWSLETTER_SECRET is not set: it signs the unsubscribe links "
                           "(newsletter.base_url is set); export it and run send again")
     planned, skipped = plan(config, store, now, only=only, secret=secret, catch_up=catch_up)
+    if config.settings.dkim is not None:
+        planned = _signed(planned, config, dkim_key)
     report = SendReport(skipped=skipped)
     report.built = record(store, planned)
     report.empty = [(p.subscriber.email, p.reason) for p in planned if not p.sends]
@@ -309,6 +311,28 @@ async def _deliver_smtp(config: Config, jobs: list[Job], on_outcome: Callable[[O
             return
         await asyncio.sleep((2.0 ** attempt) * (0.5 + 0.5 * rng.random()))
         round_jobs = [by_issue[i] for i in transient]
+
+
+def _signed(planned: list[Planned], config: Config, key: bytes | None) -> list[Planned]:
+    """DKIM-sign every message before it is committed, so each retry sends the signed bytes."""
+    from dataclasses import replace
+
+    from dkim import DKIMException
+
+    dkim = config.settings.dkim
+    assert dkim is not None
+    if not key:
+        raise ConfigError("newsletter.dkim is set but NEWSLETTER_DKIM_KEY_FILE is not: point it at the "
+                          "PEM private key of the selector")
+    out = []
+    for p in planned:
+        if p.message is not None:
+            try:
+                p = replace(p, message=messagelib.dkim_sign(p.message, dkim.domain, dkim.selector, key))
+            except DKIMException as exc:
+                raise ConfigError(f"DKIM signing failed ({type(exc).__name__}: {exc}); check the key") from exc
+        out.append(p)
+    return out
 
 
 def _pending_jobs(config: Config, store: Store, now: datetime, only: str | Collection[str] | None,

@@ -17,7 +17,6 @@ from newsletter.delivery import Job, Outcome
 from newsletter.errors import ConfigError
 from newsletter.models import SmtpConfig
 
-MAX_PER_CONNECTION = 100
 CIRCUIT_BREAKER = 5  # consecutive connection failures that stop the run
 
 
@@ -95,7 +94,7 @@ class SmtpSender:
             while not queue.empty() and not self.stopping() and not self.tripped:
                 job = queue.get_nowait()
                 await limiter.wait()
-                if client is None or not client.is_connected or sent_on_connection >= MAX_PER_CONNECTION:
+                if client is None or not client.is_connected or sent_on_connection >= self.config.max_per_connection:
                     await _quit(client)
                     client, sent_on_connection = None, 0
                     try:
