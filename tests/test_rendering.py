@@ -213,3 +213,39 @@ def test_author_lines(names: tuple[str, ...], count: int, line: str) -> None:
     from newsletter.rendering import authors_line
 
     assert authors_line(Match(Entry(id="x", title="t", authors=names, author_count=count), 1.0, ())) == line
+
+
+def _luminance(hex_color: str) -> float:
+    r, g, b = (int(hex_color[i:i + 2], 16) / 255 for i in (1, 3, 5))
+    lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b)]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def _contrast(a: str, b: str) -> float:
+    hi, lo = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+@pytest.mark.parametrize(("fg", "bg"), [
+    ("#1f2937", "#ffffff"), ("#4b5563", "#ffffff"), ("#1d4ed8", "#ffffff"), ("#4b5563", "#f3f4f6"),
+    ("#1f2937", "#fef3c7"),                                        # light: text, muted, links, highlight
+    ("#f3f4f6", "#1f2937"), ("#d1d5db", "#1f2937"), ("#93c5fd", "#1f2937"), ("#fffbeb", "#78350f"),
+    ("#f3f4f6", "#111827"),                                        # dark
+])
+def test_theme_colours_have_readable_contrast(fg: str, bg: str) -> None:
+    from newsletter.rendering import default_templates
+
+    theme = (default_templates() / "issue.mjml.j2").read_text().lower()
+    assert fg in theme and bg in theme
+    assert _contrast(fg, bg) >= 4.5  # WCAG AA for body text
+
+
+def test_html_is_accessible_and_dark_mode_aware() -> None:
+    html, _, _ = rendered_message([Entry(id="x", title="paper one", links=Links(page="https://example.org/p"))])
+    assert '<html lang="en"' in html
+    assert '<meta name="color-scheme" content="light dark"' in html
+    assert "@media (prefers-color-scheme: dark)" in html
+    tables = re.findall(r"<table[^>]*>", html)
+    assert tables and all('role="presentation"' in t for t in tables)
+    assert not re.search(r"<img(?![^>]*\balt=)", html)  # any image carries an alt text
+    assert "fonts.googleapis" not in html and "@import" not in html
