@@ -28,7 +28,7 @@ _SETTINGS_KEYS = ("title", "sender", "base_url", "sources", "schedule", "timezon
 _DKIM_KEYS = ("domain", "selector")
 _SOURCE_KEYS = ("name", "type", "url", "path", "schedule", "timeout", "max_bytes")
 _SMTP_KEYS = ("host", "port", "tls", "username", "timeout", "concurrency", "rate_limit", "retries",
-              "ca_file", "max_per_connection")
+              "ca_file", "max_per_connection", "pause_after")
 _SUBSCRIBER_KEYS = ("email", "name", "keywords", "exclude", "schedule", "timezone", "max_entries",
                     "min_upvotes", "send_empty", "paused", "unsubscribed")
 _TAG = "tag:yaml.org,2002:"
@@ -324,6 +324,8 @@ def _smtp(c: _Checker, node: yaml.Node | None, env: Mapping[str, str]) -> SmtpCo
             values["concurrency"] = c.positive_int(m["concurrency"], "newsletter.smtp.concurrency")
         if "max_per_connection" in m:
             values["max_per_connection"] = c.positive_int(m["max_per_connection"], "newsletter.smtp.max_per_connection")
+        if "pause_after" in m:
+            values["pause_after"] = c.positive_int(m["pause_after"], "newsletter.smtp.pause_after")
         if "retries" in m:
             values["retries"] = c.positive_int(m["retries"], "newsletter.smtp.retries", 0)
         if "ca_file" in m:

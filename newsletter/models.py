@@ -67,6 +67,7 @@ class SmtpConfig:
     rate_limit: float = 0.0  # messages per second, 0 = unlimited
     retries: int = 2  # extra attempts within one run for 4xx replies and dropped connections
     max_per_connection: int = 100  # messages sent over one connection before reconnecting
+    pause_after: int = 3  # permanent failures (5xx) in a row that pause a subscriber
     ca_file: str | None = None  # trust this CA bundle instead of the system's (a private relay)
 
     def __repr__(self) -> str:  # never show the password

@@ -24,7 +24,6 @@ from newsletter.sources.fetch import read, read_path
 from newsletter.store import Store
 
 PREVIEW_SECRET = "preview-only: set NEWSLETTER_SECRET to sign real unsubscribe links"
-PAUSE_AFTER_HARD_FAILURES = 3
 
 
 # --- ingest ------------------------------------------------------------------------------------
@@ -269,7 +268,7 @@ def send(config: Config, store: Store, now: datetime, *, only: str | Collection[
             store.mark_attempt(job.issue_id, error=outcome.text, code=outcome.code, permanent=True,
                                next_attempt=None)
             report.failed.append((job.recipient, outcome.text))
-            if store.add_hard_failure(job.recipient, PAUSE_AFTER_HARD_FAILURES):
+            if store.add_hard_failure(job.recipient, config.settings.smtp.pause_after):
                 report.failed.append((job.recipient, "subscriber paused after repeated permanent failures"))
         else:
             row = store.issue(job.issue_id)

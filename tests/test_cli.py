@@ -211,3 +211,14 @@ def test_python_dash_m_entry_point(project: Path) -> None:
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "ok (3 subscribers" in done.stdout
+
+
+def test_validate_warns_about_queries_that_cannot_help(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    subs = "  - email: ada@example.org\n    keywords: ['NOT survey', 'the OR of', quantization]\n"
+    project = write_config(tmp_path, subscribers=subs)
+    assert run("--file", str(project), "validate") == 0
+    out = capsys.readouterr().out
+    assert (f"{project}:13:16: warning: subscribers[0] (ada@example.org).keywords[0]: 'NOT survey' "
+            "can never match: every term is negated") in out
+    assert "keywords[1]: 'the OR of' consists only of stop words" in out
+    assert "keywords[2]" not in out

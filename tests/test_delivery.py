@@ -123,3 +123,46 @@ def test_connection_refused_trips_the_breaker_and_leaves_issues_pending(tmp_path
     rows = ledger(project)
     assert len(rows) == 8 and {r[0] for r in rows.values()} == {"pending"}
     assert sum(r[1] for r in rows.values()) == 5  # five attempts, then the breaker stopped the run
+
+
+def test_repeated_permanent_failures_pause_the_subscriber(smtp_server, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    recorder, port = smtp_server
+    recorder.rcpt_replies["ada@example.org"] = ["550 5.1.1 no such user"]
+    subs = "  - email: ada@example.org\n    keywords: [model]\n    max_entries: 1\n"
+    project = write_config(tmp_path, port=port, subscribers=subs)
+    project.write_text(project.read_text().replace("timeout: 5}", "timeout: 5, pause_after: 2}"))
+    listing = project.parent / "data" / "listing.txt"
+    text = listing.read_text()
+    for day in (27, 28):
+        # new papers each day, so there is something to send
+        listing.write_text(text.replace("Revisiting the Superficial", f"Revisiting (day {day}) the Superficial"))
+        assert run("--file", str(project), "send", "--at", f"2026-11-{day}T09:00:00+00:00") == 3
+    err = capsys.readouterr().err
+    assert "ada@example.org: failed: subscriber paused after repeated permanent failures" in err
+    listing.write_text(text.replace("Revisiting the Superficial", "Revisiting (day 29) the Superficial"))
+    assert run("--file", str(project), "send", "--at", "2026-11-29T09:00:00+00:00") == 0
+    capsys.readouterr()
+    assert run("--file", str(project), "status", "--json") == 0
+    info = json.loads(capsys.readouterr().out)
+    (ada,) = info["subscribers"]
+    assert ada["state"] == "paused: paused after 2 permanent delivery failures"
+    assert recorder.messages == []
+
+
+def test_an_issue_not_delivered_before_its_next_slot_expires(smtp_server, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    recorder, port = smtp_server
+    recorder.rcpt_replies["ada@example.org"] = ["451 4.3.0 try later"]
+    subs = "  - email: ada@example.org\n    keywords: [model]\n"
+    project = write_config(tmp_path, port=port, subscribers=subs)
+    project.write_text(project.read_text().replace("timeout: 5}", "timeout: 5, retries: 0}"))
+    assert run("--file", str(project), "send", "--at", AT) == 3
+    recorder.rcpt_replies.clear()
+    # the next slot (28 Nov 07:00) has passed: the old issue is expired, not sent late
+    assert run("--file", str(project), "send", "--at", "2026-11-28T09:00:00+00:00") == 3
+    assert "ada@example.org: expired: not delivered before the next slot" in capsys.readouterr().err
+    assert recorder.messages == []
+    assert ledger(project)["ada@example.org"][0] in ("expired", "empty")

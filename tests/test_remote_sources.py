@@ -100,3 +100,24 @@ def test_every_captured_feed_parses_over_http(httpserver: HTTPServer, tmp_path: 
     # an arXiv error entry, a zero-result answer and an empty weekend listing are not papers
     expected_none = any(k in path for k in ("HTTP400_error_entry", "zero_results", "weekend_empty"))
     assert (" 0 new" in out) is expected_none, out
+
+
+def test_hf_daily_follows_next_pages_and_an_empty_weekend_is_not_an_error(
+        httpserver: HTTPServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    items = json.loads((DATA / "hf_daily_papers_2026-06-12_30items.json").read_bytes())
+    base = httpserver.url_for("/api/daily_papers")
+    httpserver.expect_request("/api/daily_papers", query_string="").respond_with_json(
+        items[:10], headers={"Link": f'<{base}?p=1>; rel="next"'})
+    httpserver.expect_request("/api/daily_papers", query_string="p=1").respond_with_json(
+        items[10:25], headers={"Link": '</api/daily_papers?p=2>; rel="next"'})
+    httpserver.expect_request("/api/daily_papers", query_string="p=2").respond_with_json(items[25:])
+    httpserver.expect_request("/weekend").respond_with_json([])
+    sources = (f"  sources:\n    - name: hf\n      type: hf-daily\n      url: {base}\n"
+               f"    - name: weekend\n      type: hf-daily\n      url: {httpserver.url_for('/weekend')}\n")
+    project = write_config(tmp_path, sources=sources)
+    assert run("--file", str(project), "ingest") == 0
+    out = capsys.readouterr().out
+    assert "hf: 30 new, 0 updated, 0 unchanged" in out
+    assert "weekend: 0 new, 0 updated, 0 unchanged" in out

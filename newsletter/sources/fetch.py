@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,9 @@ class Fetched:
     data: bytes | None  # None: not modified since the last fetch
     etag: str | None = None
     last_modified: str | None = None
+    next_url: str | None = None  # a `Link: <...>; rel="next"` page, same host only
+
+MAX_PAGES = 10
 
 
 def read_path(path: Path, name: str) -> bytes:
@@ -56,8 +60,13 @@ def fetch_url(url: str, name: str, *, etag: str | None = None, last_modified: st
                     if total > max_bytes:
                         raise SourceError(f"source '{name}': {url} is over the {max_bytes}-byte cap")
                     chunks.append(chunk)
+                nxt = response.links.get("next", {}).get("url")
+                if nxt:
+                    nxt = str(response.url.join(nxt))
+                    if httpx.URL(nxt).host != response.url.host or httpx.URL(nxt).scheme not in ("http", "https"):
+                        nxt = None
                 return Fetched(b"".join(chunks), response.headers.get("ETag"),
-                               response.headers.get("Last-Modified"))
+                               response.headers.get("Last-Modified"), nxt)
     except httpx.TimeoutException as exc:
         raise SourceError(f"source '{name}': {url} timed out ({type(exc).__name__})") from exc
     except httpx.HTTPError as exc:
@@ -68,5 +77,31 @@ def read(source: SourceConfig, *, etag: str | None = None, last_modified: str | 
     if source.path is not None:
         return Fetched(read_path(source.path, source.name))
     assert source.url is not None
-    return fetch_url(source.url, source.name, etag=etag, last_modified=last_modified,
-                     max_bytes=source.max_bytes, timeout=httpx.Timeout(source.timeout))
+    first = fetch_url(source.url, source.name, etag=etag, last_modified=last_modified,
+                      max_bytes=source.max_bytes, timeout=httpx.Timeout(source.timeout))
+    if source.type != "hf-daily" or first.data is None or not first.next_url:
+        return first
+    # The daily-papers API pages with Link: rel="next"; gather the pages into one JSON array.
+    items = _json_array(first.data, source.name)
+    nxt, seen = first.next_url, {source.url}
+    for _ in range(MAX_PAGES - 1):
+        if not nxt or nxt in seen:
+            break
+        seen.add(nxt)
+        page = fetch_url(nxt, source.name, max_bytes=source.max_bytes, timeout=httpx.Timeout(source.timeout))
+        more = _json_array(page.data or b"[]", source.name)
+        if not more:
+            break
+        items.extend(more)
+        nxt = page.next_url
+    return Fetched(json.dumps(items).encode(), first.etag, first.last_modified)
+
+
+def _json_array(data: bytes, name: str) -> list[object]:
+    try:
+        value = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SourceError(f"source '{name}': not JSON ({exc})") from exc
+    if not isinstance(value, list):
+        raise SourceError(f"source '{name}': expected a JSON array of daily papers")
+    return value
