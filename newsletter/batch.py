@@ -12,6 +12,8 @@ only for what is selected, by EntryIndex.hits.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import chain
+from operator import attrgetter
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,7 +70,8 @@ class BatchMatcher:
         self.by_tie[self.tie] = np.arange(n, dtype=np.int32)
         self.upvotes = np.array([e.upvotes or 0 for e in index.entries], dtype=np.int64)
         self._nbytes = (n + 7) // 8
-        self._tf_ids: dict[tuple[str, str], int] = {}
+        self._all = index.all
+        self._term_ids: dict[str, list[int]] = {}  # term text (with scope) -> its field rows
         self._tf_blocks: list[np.ndarray] = [np.zeros((1, n), dtype=np.uint8)]  # row 0: nothing
         self._rows: dict[str, int] = {}
         self._blocks: list[np.ndarray] = [np.zeros((1, n), dtype=np.uint8)]  # row 0: never matches
@@ -87,19 +90,27 @@ class BatchMatcher:
         tf_next = sum(len(b) for b in self._tf_blocks)
         per_query: list[list[int]] = []
         qmasks: list[int] = []
+        term_ids = self._term_ids
         for q in queries:
             ids = []
+            if q.root.__class__ is Term:  # a lone term matches exactly where it scores
+                found = term_ids.get(q.root.text)
+                if found is not None:
+                    per_query.append(found)
+                    qmasks.append(-1)
+                    continue
             for term in q.positive_terms():
-                for field in (term.field,) if term.field else _UNSCOPED:
-                    key = (term.text, field)
-                    tf = self._tf_ids.get(key)
-                    if tf is None:
-                        tf = self._tf_ids[key] = tf_next + len(tf_masks)
+                found = term_ids.get(term.text)
+                if found is None:
+                    found = []
+                    for field in (term.field,) if term.field else _UNSCOPED:
+                        found.append(tf_next + len(tf_masks))
                         tf_masks.append(self.index.field_mask(term, field))
                         tf_weights.append(int(FIELD_WEIGHT[field] * (PHRASE_FACTOR if term.phrase else 1.0)))
-                    ids.append(tf)
+                    term_ids[term.text] = found
+                ids.extend(found)
             per_query.append(ids)
-            qmasks.append(self.index.query_mask(q))
+            qmasks.append(-1 if q.root.__class__ is Term else self.index.query_mask(q))
         if tf_masks:
             weights = np.array(tf_weights, dtype=np.uint8)[:, None]
             self._tf_blocks.append(self._bit_rows(tf_masks) * weights)
@@ -108,12 +119,15 @@ class BatchMatcher:
         pad = _padded([i for ids in per_query for i in ids],
                       list(np.cumsum([0] + [len(ids) for ids in per_query[:-1]])))
         rows = np.empty((len(queries), self.n), dtype=np.uint8)
-        hit = self._bit_rows(qmasks)
+        hit = self._bit_rows([m & self._all for m in qmasks])
+        lone = np.array([m == -1 for m in qmasks])
         for lo in range(0, len(queries), CHUNK):
             hi = lo + CHUNK
             scores = tf_table[pad[lo:hi]].sum(axis=1, dtype=np.int32)
+            # a lone term: where it scores is where it matches; otherwise the query's own bitmask
+            matched = np.where(lone[lo:hi, None], scores > 0, hit[lo:hi].astype(bool))
             np.clip(scores, 1, 255, out=scores)
-            rows[lo:hi] = scores * hit[lo:hi]
+            rows[lo:hi] = scores * matched
         first = sum(len(b) for b in self._blocks)
         for k, q in enumerate(queries):
             self._rows[q.text] = first + k
@@ -128,18 +142,16 @@ class BatchMatcher:
 
     def _ids(self, profiles: Sequence[Profile], exclude: bool) -> tuple[list[int], list[int]]:
         """Table rows of every profile's keyword (or exclude) queries, flat, with start offsets."""
-        if exclude:
-            queries = [q for p in profiles for q in p.exclude]
-            lengths = [len(p.exclude) for p in profiles]
-        else:
-            queries = [q for p in profiles for q in p.keywords]
-            lengths = [len(p.keywords) for p in profiles]
+        lists = list(map(attrgetter("exclude" if exclude else "keywords"), profiles))
+        queries = list(chain.from_iterable(lists))
+        lengths = list(map(len, lists))
+        texts = list(map(attrgetter("text"), queries))
         get = self._rows.get
-        ids = [get(q.text) for q in queries]
+        ids = list(map(get, texts))
         if None in ids:
             missing = {q.text: q for q, i in zip(queries, ids) if i is None}
             self._add_rows(list(missing.values()))
-            ids = [get(q.text) for q in queries]
+            ids = list(map(get, texts))
         starts = np.zeros(len(profiles), dtype=np.int64)
         np.cumsum(lengths[:-1], out=starts[1:])
         return ids, starts.tolist()  # type: ignore[return-value]

@@ -47,23 +47,41 @@ class _Field:
 
     def __init__(self, texts: Sequence[str]) -> None:
         self.terms: list[list[str]] = []
+        self._folded: list[list[str]] = []
         self.postings: dict[str, int] = defaultdict(int)
         self.bigrams: dict[tuple[str, str], int] = defaultdict(int)
-        raw: dict[str, int] = defaultdict(int)
         stems_of: dict[str, str] = {}
+        postings, bigrams = self.postings, self.bigrams
         for i, text in enumerate(texts):
             folded = words(text)
             stems = [stems_of.get(w) or stems_of.setdefault(w, stem(w)) for w in folded]
             self.terms.append(stems)
+            self._folded.append(folded)
             bit = 1 << i
             for s in set(stems):
-                self.postings[s] |= bit
+                postings[s] |= bit
             for pair in set(zip(stems, stems[1:])):
-                self.bigrams[pair] |= bit
-            for w in set(folded):
-                raw[w] |= bit
-        self.vocab = sorted(raw)
-        self.raw = raw
+                bigrams[pair] |= bit
+        self._raw: dict[str, int] | None = None
+        self._vocab: list[str] = []
+
+    @property
+    def raw(self) -> dict[str, int]:
+        """Postings of the unstemmed words, for prefixes; built on the first prefix query."""
+        if self._raw is None:
+            raw: dict[str, int] = defaultdict(int)
+            for i, folded in enumerate(self._folded):
+                bit = 1 << i
+                for w in set(folded):
+                    raw[w] |= bit
+            self._raw = raw
+            self._vocab = sorted(raw)
+        return self._raw
+
+    @property
+    def vocab(self) -> list[str]:
+        self.raw  # noqa: B018 - builds the vocabulary
+        return self._vocab
 
     def prefix_mask(self, prefix: str) -> int:
         mask = 0
@@ -136,11 +154,7 @@ class EntryIndex:
     def __init__(self, entries: Sequence[Entry]) -> None:
         self.entries = list(entries)
         self.all = (1 << len(self.entries)) - 1
-        self.fields = {
-            "title": _Field([e.title for e in self.entries]),
-            "abstract": _Field([e.abstract for e in self.entries]),
-            "author": _Field([" ; ".join(e.authors) for e in self.entries]),
-        }
+        self._fields: dict[str, _Field] = {}
         self._term_cache: dict[tuple[str, str], int] = {}
         self._query_cache: dict[str, int] = {}
         self._score_cache: dict[str, dict[int, float]] = {}
@@ -148,11 +162,24 @@ class EntryIndex:
         self._hits_cache: dict[tuple[str, int], tuple[Hit, ...]] = {}
         self._rank_keys = [_tie_key(e) for e in self.entries]
 
+    def field(self, name: str) -> _Field:
+        """The postings of one field, built when a query first needs them."""
+        found = self._fields.get(name)
+        if found is None:
+            if name == "title":
+                texts = [e.title for e in self.entries]
+            elif name == "abstract":
+                texts = [e.abstract for e in self.entries]
+            else:
+                texts = [" ; ".join(e.authors) for e in self.entries]
+            found = self._fields[name] = _Field(texts)
+        return found
+
     def field_mask(self, term: Term, field: str) -> int:
         key = (term.text, field)  # the text (with its scope) determines the term
         mask = self._term_cache.get(key)
         if mask is None:
-            mask = self._term_cache[key] = self.fields[field].term_mask(term)
+            mask = self._term_cache[key] = self.field(field).term_mask(term)
         return mask
 
     def term_mask(self, term: Term) -> int:
