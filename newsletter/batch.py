@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from newsletter.matching import _UNSCOPED, FIELD_WEIGHT, PHRASE_FACTOR, EntryIndex, Profile, _bits
+from newsletter.matching import _UNSCOPED, FIELD_WEIGHT, PHRASE_FACTOR, EntryIndex, Profile, _bits, gc_paused
 from newsletter.models import Hit, Match
 from newsletter.query import Query, Term
 
@@ -142,15 +142,16 @@ class BatchMatcher:
 
     def _ids(self, profiles: Sequence[Profile], exclude: bool) -> tuple[list[int], list[int]]:
         """Table rows of every profile's keyword (or exclude) queries, flat, with start offsets."""
-        lists = list(map(attrgetter("exclude" if exclude else "keywords"), profiles))
-        queries = list(chain.from_iterable(lists))
+        lists = list(map(attrgetter("exclude_texts" if exclude else "keyword_texts"), profiles))
+        texts = list(chain.from_iterable(lists))
         lengths = list(map(len, lists))
-        texts = list(map(attrgetter("text"), queries))
         get = self._rows.get
         ids = list(map(get, texts))
         if None in ids:
-            missing = {q.text: q for q, i in zip(queries, ids) if i is None}
-            self._add_rows(list(missing.values()))
+            missing = set(texts).difference(self._rows)
+            queries = chain.from_iterable(map(attrgetter("exclude" if exclude else "keywords"), profiles))
+            by_text = dict(zip(texts, queries))
+            self._add_rows([by_text[t] for t in sorted(missing)])
             ids = list(map(get, texts))
         starts = np.zeros(len(profiles), dtype=np.int64)
         np.cumsum(lengths[:-1], out=starts[1:])
@@ -158,6 +159,12 @@ class BatchMatcher:
 
     def select_many(self, profiles: Sequence[Profile], limit: int,
                     candidates: int | None = None) -> BatchResult:
+        # The batch allocates hundreds of thousands of small objects and no reference cycles:
+        # pausing the cyclic collector saves it a tenth of the time.
+        with gc_paused():
+            return self._select_many(profiles, limit, candidates)
+
+    def _select_many(self, profiles: Sequence[Profile], limit: int, candidates: int | None) -> BatchResult:
         n, limit = self.n, max(1, min(limit, self.n)) if self.n else 0
         out_i = np.zeros((len(profiles), limit), dtype=np.int32)
         out_s = np.zeros((len(profiles), limit), dtype=np.float32)
@@ -172,18 +179,24 @@ class BatchMatcher:
         ex_rows, ex_start = self._ids(profiles, exclude=True)
         table = self.table()
         matched = table > 0
-        kw_pad = _padded(kw_rows, kw_start)
-        ex_pad = _padded(ex_rows, ex_start)
-        min_votes = np.array([p.min_upvotes for p in profiles], dtype=np.int64)
-        any_exclude = bool(ex_rows)
+        # profiles in order of keyword count, so a chunk's padding is as narrow as its widest profile
+        kw_len = np.diff(np.append(np.array(kw_start, dtype=np.int64), len(kw_rows)))
+        ex_len = np.diff(np.append(np.array(ex_start, dtype=np.int64), len(ex_rows)))
+        order = np.argsort(kw_len, kind="stable")
+        kw_pad = _padded(kw_rows, kw_start)[order]
+        ex_pad = _padded(ex_rows, ex_start)[order]
+        kw_len, ex_len = kw_len[order], ex_len[order]
+        min_votes = np.array([p.min_upvotes for p in profiles], dtype=np.int64)[order]
         # rows are at most 255: uint16 holds the sum of up to 257 keyword rows
         sum_dtype = np.uint16 if kw_pad.shape[1] <= 257 else np.int64
         for lo in range(0, len(profiles), CHUNK):
             hi = min(lo + CHUNK, len(profiles))
+            dest = order[lo:hi]
             # padded rows point at row 0, which scores 0 and never matches
-            sums = table[kw_pad[lo:hi]].sum(axis=1, dtype=sum_dtype)
-            if any_exclude:
-                sums[matched[ex_pad[lo:hi]].any(axis=1)] = 0
+            sums = table[kw_pad[lo:hi, : max(1, int(kw_len[hi - 1]))]].sum(axis=1, dtype=sum_dtype)
+            widest = int(ex_len[lo:hi].max())
+            if widest:
+                sums[matched[ex_pad[lo:hi, :widest]].any(axis=1)] = 0
             if candidates is not None:
                 sums[:, ~keep] = 0
             if min_votes[lo:hi].any():
@@ -200,9 +213,9 @@ class BatchMatcher:
             rank = np.arange(len(rows)) - first[rows]
             picked = rank < limit
             rows, key, rank = rows[picked], key[picked], rank[picked]
-            out_i[lo + rows, rank] = self.by_tie[key & self.tie_mask]
-            out_s[lo + rows, rank] = key >> self.tie_bits
-            count[lo:hi] = np.bincount(rows, minlength=hi - lo)
+            out_i[dest[rows], rank] = self.by_tie[key & self.tie_mask]
+            out_s[dest[rows], rank] = key >> self.tie_bits
+            count[dest] = np.bincount(rows, minlength=hi - lo)
         return BatchResult(out_i, out_s, count)
 
     def matches(self, profile: Profile, picks: list[tuple[int, float]]) -> list[Match]:
