@@ -17,7 +17,7 @@ from newsletter import sources
 from newsletter.delivery import Job, Outcome
 from newsletter.errors import ConfigError, DeliveryError, NewsletterError, SourceError
 from newsletter.matching import EntryIndex, Profile
-from newsletter.models import Config, Issue, RenderedIssue, Subscriber
+from newsletter.models import Config, Issue, Match, RenderedIssue, Subscriber
 from newsletter.query import Query, parse
 from newsletter.rendering import environment, render
 from newsletter.sources.fetch import read, read_path
@@ -185,9 +185,14 @@ def plan(config: Config, store: Store, now: datetime, *, only: str | Collection[
     env = environment(config.settings.templates)
     cache: dict = {}  # type: ignore[type-arg]
     planned = []
+    batched = _batch_select(index, due, profiles, now) if len(due) >= BATCH_FROM else {}
     for sub, slot, since, first in due:
-        issue = issuelib.build_issue(sub, slot, now, index, since, store.delivered_ids(sub.email),
-                                     first, profiles[sub.email])
+        delivered = store.delivered_ids(sub.email)
+        picked = batched.get(sub.email)
+        if picked is not None and not any(m.entry.id in delivered for m in picked):
+            issue = Issue(issuelib.issue_id(sub.email, slot), sub, slot, now, tuple(picked), first)
+        else:  # the exact path: few subscribers, or an entry of the window was delivered before
+            issue = issuelib.build_issue(sub, slot, now, index, since, delivered, first, profiles[sub.email])
         if issue.empty and not sub.send_empty:
             any_new = issuelib.candidate_mask(index, since, now, ()) != 0
             reason = "none of the new entries matched the profile" if any_new else "no new entries"
@@ -196,6 +201,29 @@ def plan(config: Config, store: Store, now: datetime, *, only: str | Collection[
         rendered, msg = _render_message(config, issue, now, secret, env, cache)
         planned.append(Planned(sub, issue, rendered, msg, ""))
     return planned, skipped
+
+
+BATCH_FROM = 64  # due subscribers from which matching runs as one numpy batch (same results)
+
+
+def _batch_select(index: EntryIndex, due: list[tuple[Subscriber, datetime, datetime, bool]],
+                  profiles: dict[str, Profile], now: datetime) -> dict[str, list[Match]]:
+    """Select for many subscribers at once: one batch per issue window (subscribers due at the
+    same slot share it), each capped at the subscriber's own max_entries."""
+    from newsletter.batch import BatchMatcher
+
+    matcher = BatchMatcher(index)
+    by_window: dict[datetime, list[Subscriber]] = {}
+    for sub, _slot, since, _first in due:
+        by_window.setdefault(since, []).append(sub)
+    out: dict[str, list[Match]] = {}
+    for since, subs in by_window.items():
+        candidates = issuelib.candidate_mask(index, since, now, ())
+        limit = max(s.max_entries for s in subs)
+        result = matcher.select_many([profiles[s.email] for s in subs], limit, candidates)
+        for p, sub in enumerate(subs):
+            out[sub.email] = matcher.matches(profiles[sub.email], result.top(p)[: sub.max_entries])
+    return out
 
 
 def _render_message(config: Config, issue: Issue, now: datetime, secret: str | None,
