@@ -125,12 +125,15 @@ class Config:
     settings: Settings
     subscribers: tuple[Subscriber, ...]
     warnings: tuple[str, ...] = ()
+    _by_email: dict[str, Subscriber] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_email", {s.email: s for s in self.subscribers})
 
     def subscriber(self, email: str) -> Subscriber | None:
         from newsletter.addresses import normalise_address
 
-        key = normalise_address(email)
-        return next((s for s in self.subscribers if s.email == key), None)
+        return self._by_email.get(normalise_address(email))
 
 
 @dataclass(frozen=True)
