@@ -166,3 +166,62 @@ def test_an_issue_not_delivered_before_its_next_slot_expires(smtp_server, tmp_pa
     assert "ada@example.org: expired: not delivered before the next slot" in capsys.readouterr().err
     assert recorder.messages == []
     assert ledger(project)["ada@example.org"][0] in ("expired", "empty")
+
+
+@pytest.mark.parametrize(("stage", "reply", "status", "exit_code"), [
+    ("rcpt", "452 4.2.2 mailbox full", "pending", 3),
+    ("rcpt", "421 4.7.0 closing connection", "pending", 3),
+    ("rcpt", "554 5.7.1 rejected", "failed", 3),
+    ("data", "451 4.3.0 local error", "pending", 3),
+    ("data", "554 5.6.0 message refused", "failed", 3),
+])
+def test_replies_per_stage(smtp_server, tmp_path: Path, stage: str, reply: str, status: str, exit_code: int,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    recorder, port = smtp_server
+    if stage == "rcpt":
+        recorder.rcpt_replies["ada@example.org"] = [reply]
+    else:
+        recorder.data_reply = reply
+    subs = "  - email: ada@example.org\n    keywords: [model]\n"
+    project = write_config(tmp_path, port=port, subscribers=subs)
+    project.write_text(project.read_text().replace("timeout: 5}", "timeout: 5, retries: 0}"))
+    assert run("--file", str(project), "send", "--at", AT) == exit_code
+    row = ledger(project)["ada@example.org"]
+    assert row[0] == status and reply.split()[0] in (row[2] or "")
+    assert recorder.messages == []
+
+
+class DropAfterData(Recorder):
+    """Reads the message, then drops the line without an answer, the first time."""
+
+    dropped = 0
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
+        if not self.dropped:
+            self.dropped += 1
+            server.transport.close()
+            return None
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_a_connection_dropped_after_data_is_retried_with_the_same_message_id(tmp_path: Path) -> None:
+    import sqlite3
+    from email import message_from_bytes, policy
+
+    handler, port = DropAfterData(), free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        subs = "  - email: ada@example.org\n    keywords: [model]\n"
+        project = write_config(tmp_path, port=port, subscribers=subs)
+        assert run("--file", str(project), "send", "--at", AT) == 0  # retried within the run
+    finally:
+        controller.stop()
+    assert handler.dropped == 1 and len(handler.messages) == 1
+    db = sqlite3.connect(project.parent / ".newsletter" / "state.sqlite3")
+    status, attempts, dup, message_id = db.execute(
+        "SELECT status, attempts, possible_duplicate, message_id FROM issues WHERE subscriber='ada@example.org'"
+    ).fetchone()
+    db.close()
+    assert (status, attempts, dup) == ("sent", 2, 1)  # counted as a possible duplicate
+    assert message_from_bytes(handler.messages[0][2], policy=policy.default)["Message-ID"] == message_id
