@@ -96,7 +96,7 @@ def test_send_delivers_one_message_per_matching_subscriber(smtp_server, tmp_path
     assert run("--file", str(project), "send", "--at", AT) == 0
     recipients = sorted(r for _, rcpts, _ in recorder.messages for r in rcpts)
     assert recipients == ["ada@example.org", "grace@example.org"]
-    for (mail_from, rcpts, raw), msg in zip(recorder.messages, recorder.parsed()):
+    for (mail_from, rcpts, _raw), msg in zip(recorder.messages, recorder.parsed()):
         assert mail_from == "digest@example.org" and len(rcpts) == 1
         assert msg["To"].addresses[0].addr_spec == rcpts[0]
         assert msg.get_content_type() == "multipart/alternative"

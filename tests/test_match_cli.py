@@ -58,3 +58,11 @@ def test_match_table_and_subscriber_profile(state: Path, tmp_path: Path, capsys:
 def test_match_bad_query_is_a_clear_error(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run("--state", str(state), "match", '"unclosed') == 2
     assert "error: query: unclosed quote at column 1" in capsys.readouterr().err
+
+
+def test_match_since_limits_to_recent_entries(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert run("--state", str(state), "match", "model", "--json", "--since", "2000-01-01T00:00Z") == 0
+    assert len(json.loads(capsys.readouterr().out)) > 0
+    assert run("--state", str(state), "match", "model", "--json", "--since", "2999-01-01T00:00Z") == 0
+    assert json.loads(capsys.readouterr().out) == []
