@@ -158,10 +158,6 @@ class Service:
 
     async def run(self, once: bool = False) -> None:
         """Fetch, catch up on what is due, then (unless once) keep going until a signal."""
-        await self._in_thread(self.fetch)
-        await self._in_thread(self.send_now)
-        if once or self.stopping.is_set():
-            return
         loop = asyncio.get_running_loop()
         done = asyncio.Event()
 
@@ -172,6 +168,11 @@ class Service:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal)
+        await self._in_thread(self.fetch)
+        if not self.stopping.is_set():
+            await self._in_thread(self.send_now)
+        if once or self.stopping.is_set():
+            return
         self.scheduler = AsyncIOScheduler(timezone=timezone.utc)
         self._schedule_groups()
         self._schedule_sources()

@@ -107,3 +107,42 @@ def test_three_sends_started_together_deliver_each_issue_once(tmp_path: Path) ->
         controller.stop()
     per_rcpt, _ = _accepted(recorder)
     assert per_rcpt == Counter({f"user{i:03d}@example.org": 1 for i in range(n)})
+
+
+class VerySlow(Recorder):
+    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
+        await asyncio.sleep(0.3)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_sigterm_finishes_in_flight_transactions_and_leaves_the_rest_pending(tmp_path: Path) -> None:
+    recorder, port = VerySlow(), free_port()
+    controller = Controller(recorder, hostname="127.0.0.1", port=port)
+    controller.start()
+    n = 30
+    try:
+        project = _project(tmp_path, port, n)
+        project.write_text(project.read_text().replace("concurrency: 2}", "concurrency: 1}"))
+        proc = subprocess.Popen([sys.executable, "-m", "newsletter", "--file", str(project), "run", "--port", "0"],
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while len(recorder.messages) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert "stopping: finishing in-flight deliveries" in err
+        accepted = len(recorder.messages)
+        db = sqlite3.connect(project.parent / ".newsletter" / "state.sqlite3")
+        counts = dict(db.execute("SELECT status, count(*) FROM issues GROUP BY status").fetchall())
+        db.close()
+        assert 3 <= accepted < n
+        assert counts == {"sent": accepted, "pending": n - accepted}  # nothing accepted is left pending
+        # the next run delivers the rest, and nothing twice
+        done = subprocess.run([sys.executable, "-m", "newsletter", "--quiet", "--file", str(project), "send"],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    finally:
+        controller.stop()
+    per_rcpt, _ = _accepted(recorder)
+    assert per_rcpt == Counter({f"user{i:03d}@example.org": 1 for i in range(n)})
