@@ -268,7 +268,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     finally:
         store.close()
     for r in rows:
-        if r.subject:
+        if r.subject and r.size is not None:
             _say(args, f"{r.email}: {r.entries} entries, {r.size / 1024:.1f} KB — {r.subject}")
         else:
             _say(args, f"{r.email}: nothing to send ({r.reason})")

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 from collections.abc import Callable
+from typing import Any
 
 from newsletter import cli
 from newsletter.errors import ConfigError
@@ -60,7 +61,7 @@ def add_parser(sub: argparse._SubParsersAction, parser_class: type[argparse.Argu
 
 def cmd_sub_list(args: argparse.Namespace) -> int:
     config = cli._config(args)
-    rows = [{"email": s.email, "name": s.name, "keywords": list(s.keywords), "exclude": list(s.exclude),
+    rows: list[dict[str, Any]] = [{"email": s.email, "name": s.name, "keywords": list(s.keywords), "exclude": list(s.exclude),
              "schedule": s.schedule, "timezone": s.timezone, "max_entries": s.max_entries,
              "paused": s.paused, "unsubscribed": s.unsubscribed} for s in config.subscribers]
     if args.json:

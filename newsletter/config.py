@@ -77,7 +77,7 @@ class _Checker:
             self.error(node, f"{what}: expected {' or '.join(kinds)}, got {_kind(node)}")
             return None
         tag = node.tag.removeprefix(_TAG)
-        if node.style in ("'", '"'):
+        if isinstance(node, yaml.ScalarNode) and node.style in ("'", '"'):
             tag = "str"
         if tag not in kinds:
             if "str" in kinds and tag in ("int", "float"):
@@ -133,7 +133,7 @@ class _Checker:
             q = parse(text)
         except QuerySyntaxError as exc:
             line, col = node.start_mark.line, node.start_mark.column
-            if node.end_mark.line == line and "\\" not in node.value:
+            if isinstance(node, yaml.ScalarNode) and node.end_mark.line == line and "\\" not in node.value:
                 col += (1 if node.style in ("'", '"') else 0) + exc.column - 1  # point at the character
             self.problems.append((line, col, f"{what}: {exc}"))
             return
@@ -153,6 +153,18 @@ def _kind(node: yaml.Node) -> str:
     if isinstance(node, yaml.SequenceNode):
         return "a list"
     return f"{node.tag.removeprefix(_TAG)} '{node.value}'"
+
+
+def _zone(value: str) -> str:
+    check_timezone(value)
+    return value
+
+
+def _cron(zone: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        Schedule(value, zone).check()
+        return value
+    return check
 
 
 def _url(value: str) -> str:
@@ -210,11 +222,11 @@ def _settings(c: _Checker, node: yaml.Node | None, base: Path, env: Mapping[str,
     base_url = c.checked(m["base_url"], "newsletter.base_url", _url) if "base_url" in m else None
     tz_name = "UTC"
     if "timezone" in m:
-        tz_name = c.checked(m["timezone"], "newsletter.timezone", lambda v: (check_timezone(v), v)[1]) or "UTC"
+        tz_name = c.checked(m["timezone"], "newsletter.timezone", _zone) or "UTC"
     schedule = "0 7 * * *"
     if "schedule" in m:
         schedule = c.checked(m["schedule"], "newsletter.schedule",
-                             lambda v: (Schedule(v, tz_name).check(), v)[1]) or schedule
+                             _cron(tz_name)) or schedule
     max_entries = c.positive_int(m["max_entries"], "newsletter.max_entries") if "max_entries" in m else 10
     min_upvotes = (c.positive_int(m["min_upvotes"], "newsletter.min_upvotes", 0)
                    if "min_upvotes" in m else 0)
@@ -287,17 +299,17 @@ def _sources(c: _Checker, node: yaml.Node | None, base: Path) -> list[SourceConf
             path = (base / value) if value else None
         if ("url" in m) == ("path" in m):
             c.error(item, f"{what}: give exactly one of 'url' or 'path'")
-        extra: dict[str, Any] = {}
+        options: dict[str, Any] = {}
         if "schedule" in m:
-            extra["schedule"] = c.checked(m["schedule"], f"{what}.schedule",
-                                          lambda v: (Schedule(v, "UTC").check(), v)[1])
+            options["schedule"] = c.checked(m["schedule"], f"{what}.schedule",
+                                          _cron("UTC"))
         if "timeout" in m:
-            extra["timeout"] = c.scalar(m["timeout"], f"{what}.timeout", ("int", "float"))
+            options["timeout"] = c.scalar(m["timeout"], f"{what}.timeout", ("int", "float"))
         if "max_bytes" in m:
-            extra["max_bytes"] = c.positive_int(m["max_bytes"], f"{what}.max_bytes")
-        extra = {k: v for k, v in extra.items() if v is not None}
+            options["max_bytes"] = c.positive_int(m["max_bytes"], f"{what}.max_bytes")
+        options = {k: v for k, v in options.items() if v is not None}
         if name and kind and (url or path):
-            out.append(SourceConfig(name, kind, url, path, **extra))
+            out.append(SourceConfig(name, kind, url, path, **options))
     return out
 
 
@@ -389,11 +401,11 @@ def _subscribers(c: _Checker, node: yaml.Node | None, settings: Settings | None)
         tz_name = settings.timezone if settings else "UTC"
         if "timezone" in m:
             tz_name = c.checked(m["timezone"], f"{what}.timezone",
-                                lambda v: (check_timezone(v), v)[1]) or tz_name
+                                _zone) or tz_name
         schedule = settings.schedule if settings else "0 7 * * *"
         if "schedule" in m:
             schedule = c.checked(m["schedule"], f"{what}.schedule",
-                                 lambda v: (Schedule(v, tz_name).check(), v)[1]) or schedule
+                                 _cron(tz_name)) or schedule
         max_entries = (c.positive_int(m["max_entries"], f"{what}.max_entries")
                        if "max_entries" in m else None)
         min_upvotes = (c.positive_int(m["min_upvotes"], f"{what}.min_upvotes", 0)

@@ -51,7 +51,7 @@ def ingest_paths(store: Store, paths: Sequence[str], fmt: str | None, now: datet
         kind = fmt or sources.detect(data, target)
         entries = sources.parse(kind, data, source=Path(target).name or target, today=now.date())
         counts = store.upsert_entries(entries, now)
-        reports.append(IngestReport(target, **counts))
+        reports.append(IngestReport(target, counts["new"], counts["updated"], counts["unchanged"]))
     return reports
 
 
@@ -71,7 +71,7 @@ def ingest_sources(store: Store, config: Config, now: datetime) -> list[IngestRe
             counts = store.upsert_entries(entries, now)
             store.record_fetch(src.name, now, entries=len(entries), etag=fetched.etag,
                                last_modified=fetched.last_modified)
-            reports.append(IngestReport(src.name, **counts))
+            reports.append(IngestReport(src.name, counts["new"], counts["updated"], counts["unchanged"]))
         except SourceError as exc:
             store.record_fetch(src.name, now, error=str(exc))
             reports.append(IngestReport(src.name, error=str(exc)))

@@ -231,9 +231,9 @@ def render(issue: Issue, settings: Settings, *, unsubscribe_url: str, change_url
     text = _render_template(env, "issue.txt.j2", context)
     try:
         html = mjml.mjml2html(mjml_source)
-    except Exception as exc:  # mjml-python raises bare exceptions from Rust; wrap at this edge
+    except ValueError as exc:  # mjml-python reports MJML errors as ValueError; wrap at this edge
         raise RenderError(f"issue.mjml.j2: MJML did not compile: {exc}") from exc
-    return RenderedIssue(issue=issue, subject=subject, preheader=context["preheader"], html=html, text=text)
+    return RenderedIssue(issue=issue, subject=subject, preheader=str(context["preheader"]), html=html, text=text)
 
 
 def _render_template(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:

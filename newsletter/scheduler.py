@@ -216,7 +216,7 @@ async def serve(config_path: Path, state_path: Path, env: Mapping[str, str], hos
     app = web.UnsubscribeApp(secret, lambda a: pipeline.unsubscribe(
         config_path, state_path, a, datetime.now(timezone.utc), dict(env)), config.settings.title)
     server = await web.start(app, host, port)
-    bound = server.sockets[0].getsockname()[1]
+    bound = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]  # a Server has sockets
     print(f"serving unsubscribe on http://{host}:{bound}/unsubscribe/<token>", flush=True)
     if ready:
         ready(bound)

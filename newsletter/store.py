@@ -229,7 +229,7 @@ class Store:
         sql, args = "SELECT * FROM issues WHERE subscriber=?", [subscriber]
         if before is not None:
             sql += " AND slot < ?"
-            args.append(_ts(before))
+            args.append(_ts(before) or "")
         row = self.db.execute(sql + " ORDER BY slot DESC LIMIT 1", args).fetchone()
         return _issue(row) if row else None
 

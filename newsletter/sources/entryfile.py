@@ -50,7 +50,7 @@ def parse(data: bytes, *, source: str) -> list[Entry]:
     for n, obj in enumerate(_objects(data, source), start=1):
         if not isinstance(obj, dict) or not isinstance(obj.get("title"), str) or not obj["title"].strip():
             raise SourceError(f"source '{source}': entry {n} needs at least a 'title' string")
-        raw_links = obj.get("links") if isinstance(obj.get("links"), dict) else {}
+        raw_links: dict[str, Any] = obj["links"] if isinstance(obj.get("links"), dict) else {}
         links = Links(**{k: raw_links.get(k) for k in _LINK_KEYS})
         if not links.as_dict() and isinstance(obj.get("url"), str):
             links = Links(page=obj["url"])

@@ -83,7 +83,8 @@ def read(source: SourceConfig, *, etag: str | None = None, last_modified: str | 
         return first
     # The daily-papers API pages with Link: rel="next"; gather the pages into one JSON array.
     items = _json_array(first.data, source.name)
-    nxt, seen = first.next_url, {source.url}
+    nxt: str | None = first.next_url
+    seen = {source.url}
     for _ in range(MAX_PAGES - 1):
         if not nxt or nxt in seen:
             break

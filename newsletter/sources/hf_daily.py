@@ -27,7 +27,7 @@ def parse(data: bytes, *, source: str) -> list[Entry]:
     for n, item in enumerate(items):
         if not isinstance(item, dict):
             raise SourceError(f"source '{source}': item {n} is not an object")
-        paper = item.get("paper") if isinstance(item.get("paper"), dict) else item
+        paper: dict[str, Any] = item["paper"] if isinstance(item.get("paper"), dict) else item
         title = paper.get("title") or item.get("title")
         if not isinstance(title, str) or not title.strip():
             raise SourceError(f"source '{source}': item {n} has no title")

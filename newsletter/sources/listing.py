@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from typing import Any
 
 from newsletter.entries import make_entry
 from newsletter.errors import SourceError
@@ -73,7 +74,7 @@ def parse(data: bytes, *, source: str, today: date) -> list[Entry]:
                 break
             paragraphs.append(" ".join(blocks[i]))
             i += 1
-        fields: dict[str, object] = {}
+        fields: dict[str, Any] = {}
         if i < len(blocks) and _is_meta(blocks[i]):
             for line in blocks[i]:
                 line = line.strip()
