@@ -189,8 +189,13 @@ def _open_store(args: argparse.Namespace) -> Store:
     return Store(_state_path(args))
 
 
+def _read_store(args: argparse.Namespace) -> Store:
+    """For commands that only read: a copy in memory, so a missing state file is not created."""
+    return Store.snapshot(_state_path(args))
+
+
 def cmd_entries(args: argparse.Namespace) -> int:
-    with _open_store(args) as store:
+    with _read_store(args) as store:
         entries = store.entries(since=args.since)
     if args.json:
         print(json.dumps([to_json(e) for e in entries], ensure_ascii=False, indent=1))
@@ -222,7 +227,7 @@ def cmd_match(args: argparse.Namespace) -> int:
         profile = Profile.from_strings(keywords, exclude, min_upvotes)
     except QuerySyntaxError as exc:
         raise ConfigError(f"query: {exc}") from exc
-    with _open_store(args) as store:
+    with _read_store(args) as store:
         entries = store.entries(since=args.since)
     matches = EntryIndex(entries).select(profile, limit=args.limit)
     if args.json:
@@ -412,7 +417,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from newsletter import status
 
     config = _config(args)
-    with _open_store(args) as store:
+    with _read_store(args) as store:
         info = status.collect(config, store, _now(args))
     if args.json:
         print(json.dumps(info, indent=1, ensure_ascii=False))
