@@ -54,6 +54,8 @@ def test_workbench_lists_switches_and_reloads(workbench: tuple[str, Path], tmp_p
         assert [items.nth(i).get_attribute("data-email") for i in range(items.count())] == [
             "ada@example.org", "grace@example.org", "alan@example.org"]
         page.wait_for_function("document.getElementById('subject').textContent.includes('Daily Papers Digest')")
+        sidebar = page.locator("#subscribers").inner_text()
+        assert "5 papers" in sidebar and "KB" in sidebar and "10 new papers" in sidebar  # entries, size, subject
         ada_subject = page.locator("#subject").inner_text()
         assert "5 new papers" in ada_subject
         assert "KB of 102 KB" in page.locator("#meter-label").inner_text()
