@@ -64,3 +64,17 @@ def test_rendering_matches_the_golden_file(name: str) -> None:
 
 def test_rendering_is_deterministic() -> None:
     assert _rendered() == _rendered()
+
+
+def test_the_message_parts_decode_to_exactly_what_was_rendered() -> None:
+    from email import message_from_bytes, policy
+
+    out = _rendered()
+    msg = message_from_bytes(out["ada.eml"], policy=policy.default)
+    assert msg.get_body(("plain",)).get_content().replace("\r\n", "\n") == out["ada.txt"].decode()
+    assert msg.get_body(("html",)).get_content().replace("\r\n", "\n") == out["ada.html"].decode()
+    lines = out["ada.eml"].split(b"\r\n")
+    assert b"\n" not in b"".join(lines) and b"\r" not in b"".join(lines)  # CRLF only
+    assert max(len(line) for line in lines) <= 998
+    body_lines = out["ada.eml"].split(b"\r\n\r\n", 1)[1].split(b"\r\n")
+    assert max(len(line) for line in body_lines) <= 76  # quoted-printable soft line breaks
