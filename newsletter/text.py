@@ -33,6 +33,8 @@ def clean_text(value: str) -> str:
 
 def fold(value: str) -> str:
     """Case- and accent-insensitive form: NFKD (ligatures split), marks dropped, casefolded."""
+    if value.isascii():  # most titles and abstracts: nothing to decompose or drop
+        return value.lower()
     decomposed = unicodedata.normalize("NFKD", value)
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     return unicodedata.normalize("NFKC", stripped.casefold())
