@@ -31,14 +31,6 @@ def due_slot(subscriber: Subscriber, now: datetime) -> datetime | None:
     return schedule_of(subscriber).latest_at_or_before(now)
 
 
-def window_start(subscriber: Subscriber, slot: datetime, now: datetime,
-                 previous_built_at: datetime | None) -> datetime:
-    """Entries that arrived after this instant (and up to `now`) belong to the issue."""
-    if previous_built_at is not None:
-        return previous_built_at
-    return now - schedule_of(subscriber).period_before(slot)
-
-
 def profile_of(subscriber: Subscriber) -> Profile:
     return Profile.from_strings(subscriber.keywords, subscriber.exclude, subscriber.min_upvotes)
 

@@ -15,7 +15,7 @@ from newsletter import issues as issuelib
 from newsletter import message as messagelib
 from newsletter import sources
 from newsletter.delivery import Job, Outcome
-from newsletter.errors import ConfigError, DeliveryError, NewsletterError, SourceError
+from newsletter.errors import ConfigError, DeliveryError, SourceError
 from newsletter.matching import EntryIndex, Profile
 from newsletter.models import Config, Issue, Match, RenderedIssue, Subscriber
 from newsletter.query import Query, parse
@@ -437,4 +437,4 @@ def unsubscribe(config_path: Path, state_path: Path, address: str, now: datetime
     return True
 
 
-__all__ = ["NewsletterError", "ingest_paths", "ingest_sources", "plan", "record", "send"]
+__all__ = ["ingest_paths", "ingest_sources", "plan", "record", "send", "unsubscribe"]
