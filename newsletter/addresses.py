@@ -37,3 +37,15 @@ def check_sender(value: str) -> str:
         raise ValueError(f"'{value}' has no address (write 'Name <user@example.org>')")
     check_address(addr)
     return value
+
+
+def wire_form(address: str) -> str:
+    """The address as sent: an internationalised domain in its ASCII (IDNA) form. A non-ASCII local
+    part stays UTF-8 (it needs SMTPUTF8 from the server)."""
+    local, at, domain = address.rpartition("@")
+    if not at or domain.isascii():
+        return address
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        return address

@@ -6,14 +6,15 @@ CR/LF and other controls and breaks `=?` so nothing can decode into a new header
 
 from __future__ import annotations
 
+import binascii
 import re
 from dataclasses import dataclass
 from datetime import datetime
-import binascii
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 from urllib.parse import quote
 
+from newsletter.addresses import wire_form
 from newsletter.models import RenderedIssue, Settings, Subscriber
 from newsletter.rendering import header_text
 from newsletter.tokens import sign
@@ -65,7 +66,12 @@ def _encoded(value: str) -> str:
 
 
 def _address(name: str | None, email: str) -> str:
-    return formataddr((header_text(name or ""), email), charset="utf-8")
+    addr = wire_form(email)
+    if addr.isascii():
+        return formataddr((header_text(name or ""), addr), charset="utf-8")
+    # A UTF-8 local part: the header is UTF-8 too (RFC 6532); only the name is encoded.
+    shown = header_text(name or "")
+    return f"{_encoded(formataddr((shown, 'x@x'))[: -len(' <x@x>')])} <{addr}>" if shown else addr
 
 
 def _list_id(settings: Settings) -> str:
@@ -106,7 +112,7 @@ def build(rendered: RenderedIssue, settings: Settings, subscriber: Subscriber,
         ("MIME-Version", "1.0"),
         ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
     ]
-    head = "".join(f"{k}: {v}\n" for k, v in headers).encode("ascii")
+    head = "".join(f"{k}: {v}\n" for k, v in headers).encode("utf-8")  # ASCII unless RFC 6532
     part = ('--{b}\nContent-Type: text/{kind}; charset="utf-8"\n'
             "Content-Transfer-Encoding: quoted-printable\n\n")
     body = (part.format(b=boundary, kind="plain").encode() + _qp(rendered.text) + b"\n"

@@ -14,6 +14,7 @@ from pathlib import Path
 from newsletter import issues as issuelib
 from newsletter import message as messagelib
 from newsletter import sources
+from newsletter.addresses import wire_form
 from newsletter.delivery import Job, Outcome
 from newsletter.errors import ConfigError, DeliveryError, SourceError
 from newsletter.matching import EntryIndex, Profile
@@ -386,7 +387,7 @@ def _pending_jobs(config: Config, store: Store, now: datetime, only: str | Colle
             raise DeliveryError(f"issue {row.id} for {row.subscriber} is pending without a message")
         if not store.claim(row.id, owner, lease, _claim_stealable):
             continue  # another `send` or `run` is delivering it right now
-        jobs.append(Job(row.id, sender, row.subscriber, row.message))
+        jobs.append(Job(row.id, sender, row.subscriber, row.message, wire_form(row.subscriber)))
     return jobs
 
 

@@ -115,3 +115,26 @@ def test_hostile_names_never_add_a_header(smtp_server, tmp_path: Path) -> None:
         assert msg["Bcc"] is None
         for value in msg.values():
             assert "\n" not in str(value) and "\r" not in str(value)
+
+
+@pytest.mark.parametrize("smtputf8", [True, False])
+def test_internationalised_addresses(tmp_path: Path, smtputf8: bool, capsys: pytest.CaptureFixture[str]) -> None:
+    handler, port = Recorder(), free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, enable_SMTPUTF8=smtputf8)
+    controller.start()
+    try:
+        subs = ("  - email: user@exämple.org\n    name: Zoë\n    keywords: ['\"language model\"']\n"
+                "  - email: ñoño@example.org\n    name: Ñandú\n    keywords: ['\"language model\"']\n")
+        project = write_config(tmp_path, port=port, subscribers=subs)
+        code = run("--file", str(project), "send", "--at", AT)
+    finally:
+        controller.stop()
+    envelopes = sorted(m[1][0] for m in handler.messages)
+    if smtputf8:
+        assert code == 0 and envelopes == ["user@xn--exmple-cua.org", "ñoño@example.org"]
+    else:
+        # the IDN domain goes out in its ASCII form; a UTF-8 mailbox needs SMTPUTF8: it fails alone
+        assert code == 3 and envelopes == ["user@xn--exmple-cua.org"]
+        assert "ñoño@example.org: failed: the server cannot take this message" in capsys.readouterr().err
+    to = [message_from_bytes(m[2], policy=policy.default)["To"] for m in handler.messages]
+    assert any(str(t) == "Zoë <user@xn--exmple-cua.org>" for t in to)

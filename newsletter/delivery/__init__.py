@@ -9,8 +9,13 @@ from dataclasses import dataclass
 class Job:
     issue_id: str
     sender: str
-    recipient: str
+    recipient: str  # the subscriber, as the ledger knows them
     message: bytes
+    envelope: str = ""  # the address for RCPT TO (IDNA domain) when it differs
+
+    @property
+    def rcpt(self) -> str:
+        return self.envelope or self.recipient
 
 
 @dataclass(frozen=True)

@@ -137,7 +137,9 @@ class SmtpSender:
 
     async def _send_one(self, client: aiosmtplib.SMTP, job: Job) -> Outcome:
         try:
-            errors, reply = await client.sendmail(job.sender, [job.recipient], job.message)
+            # A UTF-8 mailbox needs SMTPUTF8 (RFC 6531); aiosmtplib refuses clearly if the server lacks it.
+            options = [] if (job.sender + job.rcpt).isascii() else ["SMTPUTF8"]
+            errors, reply = await client.sendmail(job.sender, [job.rcpt], job.message, mail_options=options)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refused = exc.recipients[0] if exc.recipients else None
             code = refused.code if refused else 550
@@ -154,6 +156,9 @@ class SmtpSender:
             # Message-ID and count it as a possible duplicate.
             return Outcome(job.issue_id, job.recipient, False, None, _describe(exc),
                            possible_duplicate=True, connection=True)
+        except aiosmtplib.SMTPNotSupported as exc:  # e.g. a UTF-8 address and no SMTPUTF8
+            return Outcome(job.issue_id, job.recipient, False, None, f"the server cannot take this "
+                           f"message: {_describe(exc)}", permanent=True)
         except aiosmtplib.SMTPException as exc:
             return Outcome(job.issue_id, job.recipient, False, None, _describe(exc), connection=True)
         if errors:
