@@ -263,15 +263,20 @@ def _settings(c: _Checker, node: yaml.Node | None, base: Path, env: Mapping[str,
     )
 
 
-def _sources(c: _Checker, node: yaml.Node | None, base: Path) -> list[SourceConfig]:
+def _items(c: _Checker, node: yaml.Node | None, what: str) -> list[yaml.Node]:
+    """The items of a list node; absent or null is an empty list, anything else an error."""
     if node is None or (isinstance(node, yaml.ScalarNode) and node.tag == _TAG + "null"):
         return []
     if not isinstance(node, yaml.SequenceNode):
-        c.error(node, f"newsletter.sources: expected a list, got {_kind(node)}")
+        c.error(node, f"{what}: expected a list, got {_kind(node)}")
         return []
+    return list(node.value)
+
+
+def _sources(c: _Checker, node: yaml.Node | None, base: Path) -> list[SourceConfig]:
     out: list[SourceConfig] = []
     seen: set[str] = set()
-    for i, item in enumerate(node.value):
+    for i, item in enumerate(_items(c, node, "newsletter.sources")):
         what = f"newsletter.sources[{i}]"
         m = c.mapping(item, what, _SOURCE_KEYS)
         if not m:
@@ -363,14 +368,9 @@ def _tls_mode(value: str) -> str:
 
 
 def _subscribers(c: _Checker, node: yaml.Node | None, settings: Settings | None) -> list[Subscriber]:
-    if node is None or (isinstance(node, yaml.ScalarNode) and node.tag == _TAG + "null"):
-        return []
-    if not isinstance(node, yaml.SequenceNode):
-        c.error(node, f"subscribers: expected a list, got {_kind(node)}")
-        return []
     out: list[Subscriber] = []
     seen: dict[str, int] = {}
-    for i, item in enumerate(node.value):
+    for i, item in enumerate(_items(c, node, "subscribers")):
         what = f"subscribers[{i}]"
         m = c.mapping(item, what, _SUBSCRIBER_KEYS)
         if not m:

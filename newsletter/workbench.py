@@ -55,16 +55,12 @@ class Workbench:
         self.fetch = fetch
         self._lock = threading.Lock()
         self._cache: tuple[str, dict[str, Any]] | None = None
+        self._templates: Path | None = None
 
     def _watched(self) -> list[Path]:
         paths = [self.config_path, self.state_path, self.state_path.with_name(self.state_path.name + "-wal")]
-        folders = [default_templates()]
-        try:
-            templates = load(self.config_path, self.env).settings.templates
-            if templates:
-                folders.append(templates)
-        except NewsletterError:
-            pass
+        # the user's template folder as of the last render: polling must not re-read the YAML
+        folders = [default_templates()] + ([self._templates] if self._templates else [])
         for folder in folders:
             paths.extend(sorted(folder.glob("*.j2")))
         return paths
@@ -89,11 +85,14 @@ class Workbench:
                 data = self._render(version)
             except NewsletterError as exc:
                 data = {"version": version, "error": str(exc), "subscribers": [], "issues": {}}
+            # a render may have found the user's template folder: key the cache by what is watched now
+            data["version"] = version = self.version()
             self._cache = (version, data)
             return data
 
     def _render(self, version: str) -> dict[str, Any]:
         config = load(self.config_path, self.env)
+        self._templates = config.settings.templates
         now = self.at or datetime.now(timezone.utc)
         store = Store.snapshot(self.state_path)
         try:
