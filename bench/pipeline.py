@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from newsletter import pipeline  # noqa: E402
+from newsletter import ingest, pipeline  # noqa: E402
 from newsletter.config import load  # noqa: E402
 from newsletter.store import Store  # noqa: E402
 
@@ -49,7 +49,7 @@ def main() -> None:
     load_s = time.perf_counter() - t
     store = Store.snapshot(folder / "state.sqlite3")
     t = time.perf_counter()
-    pipeline.ingest_sources(store, config, now)
+    ingest.ingest_sources(store, config, now)
     ingest_s = time.perf_counter() - t
     t = time.perf_counter()
     planned, _ = pipeline.plan(config, store, now, secret="bench")

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from newsletter import __version__, pipeline, preview
+from newsletter import __version__, ingest, pipeline, preview
 from newsletter.config import load
 from newsletter.entries import to_json
 from newsletter.errors import ConfigError, NewsletterError, PartialDeliveryError, QuerySyntaxError
@@ -153,7 +153,7 @@ def _say(args: argparse.Namespace, text: str) -> None:
         print(text)
 
 
-def _report_ingest(args: argparse.Namespace, reports: Sequence[pipeline.IngestReport]) -> None:
+def _report_ingest(args: argparse.Namespace, reports: Sequence[ingest.IngestReport]) -> None:
     for r in reports:
         if r.error:
             print(f"error: {r.error}", file=sys.stderr)
@@ -178,9 +178,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     now = datetime.now(timezone.utc)
     with _open_store(args) as store:
         if args.paths:
-            reports = pipeline.ingest_paths(store, args.paths, args.format, now)
+            reports = ingest.ingest_paths(store, args.paths, args.format, now)
         else:
-            reports = pipeline.ingest_sources(store, _config(args), now)
+            reports = ingest.ingest_sources(store, _config(args), now)
     _report_ingest(args, reports)
     return 1 if any(r.error for r in reports) else 0
 
@@ -267,7 +267,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     store = Store.snapshot(_state_path(args))  # ingest into a copy: the state file never changes
     try:
         if not args.no_fetch:
-            _report_ingest(args, pipeline.ingest_sources(store, config, now))
+            _report_ingest(args, ingest.ingest_sources(store, config, now))
         rows = preview.write(config, store, now, args.out, only=args.subscriber,
                              secret=os.environ.get("NEWSLETTER_SECRET"))
     finally:
@@ -310,7 +310,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         store = Store.snapshot(_state_path(args))
         try:
             if not args.no_fetch:
-                _report_ingest(args, pipeline.ingest_sources(store, config, now))
+                _report_ingest(args, ingest.ingest_sources(store, config, now))
             planned, skipped = pipeline.plan(config, store, now, only=args.subscriber,
                                              secret=secret or pipeline.PREVIEW_SECRET)
             pending = store.pending_issues(now)
@@ -328,7 +328,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     dkim_key = _dkim_key()
     with _open_store(args) as store, _progress(args) as progress:
         if not args.no_fetch:
-            _report_ingest(args, pipeline.ingest_sources(store, config, now))
+            _report_ingest(args, ingest.ingest_sources(store, config, now))
         report = pipeline.send(config, store, now, only=args.subscriber, outbox=args.outbox,
                                secret=secret, progress=progress, dkim_key=dkim_key)
     for email, reason in report.empty:

@@ -13,70 +13,16 @@ from pathlib import Path
 
 from newsletter import issues as issuelib
 from newsletter import message as messagelib
-from newsletter import sources
 from newsletter.addresses import wire_form
 from newsletter.delivery import Job, Outcome
-from newsletter.errors import ConfigError, DeliveryError, SourceError
+from newsletter.errors import ConfigError, DeliveryError
 from newsletter.matching import EntryIndex, Profile
 from newsletter.models import Config, Issue, Match, RenderedIssue, Subscriber
 from newsletter.query import Query, parse
 from newsletter.rendering import environment, render
-from newsletter.sources.fetch import read, read_path
 from newsletter.store import Store
 
 PREVIEW_SECRET = "preview-only: set NEWSLETTER_SECRET to sign real unsubscribe links"
-
-
-# --- ingest ------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class IngestReport:
-    source: str
-    new: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    error: str | None = None
-    not_modified: bool = False
-
-
-def ingest_paths(store: Store, paths: Sequence[str], fmt: str | None, now: datetime) -> list[IngestReport]:
-    """Ingest files or URLs given on the command line; any failure is an error for that path."""
-    from newsletter.sources.fetch import fetch_url
-
-    reports = []
-    for target in paths:
-        if target.startswith(("http://", "https://")):
-            data = fetch_url(target, target).data or b""
-        else:
-            data = read_path(Path(target), target)
-        kind = fmt or sources.detect(data, target)
-        entries = sources.parse(kind, data, source=Path(target).name or target, today=now.date())
-        counts = store.upsert_entries(entries, now)
-        reports.append(IngestReport(target, counts["new"], counts["updated"], counts["unchanged"]))
-    return reports
-
-
-def ingest_sources(store: Store, config: Config, now: datetime) -> list[IngestReport]:
-    """Ingest every configured source. A failing source is recorded and reported, not raised."""
-    reports = []
-    for src in config.settings.sources:
-        cursor = store.source(src.name)
-        try:
-            fetched = read(src, etag=cursor.etag if cursor else None,
-                           last_modified=cursor.last_modified if cursor else None)
-            if fetched.data is None:
-                store.record_fetch(src.name, now, entries=None)
-                reports.append(IngestReport(src.name, not_modified=True))
-                continue
-            entries = sources.parse(src.type, fetched.data, source=src.name, today=now.date())
-            counts = store.upsert_entries(entries, now)
-            store.record_fetch(src.name, now, entries=len(entries), etag=fetched.etag,
-                               last_modified=fetched.last_modified)
-            reports.append(IngestReport(src.name, counts["new"], counts["updated"], counts["unchanged"]))
-        except SourceError as exc:
-            store.record_fetch(src.name, now, error=str(exc))
-            reports.append(IngestReport(src.name, error=str(exc)))
-    return reports
 
 
 # --- building issues ---------------------------------------------------------------------------
@@ -438,4 +384,4 @@ def unsubscribe(config_path: Path, state_path: Path, address: str, now: datetime
     return True
 
 
-__all__ = ["ingest_paths", "ingest_sources", "plan", "record", "send", "unsubscribe"]
+__all__ = ["plan", "record", "send", "unsubscribe"]

@@ -20,7 +20,7 @@ from pathlib import Path
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from newsletter import pipeline
+from newsletter import ingest, pipeline
 from newsletter.config import load
 from newsletter.errors import ConfigError, NewsletterError
 from newsletter.models import Config
@@ -73,7 +73,7 @@ class Service:
             log.info("sent %d, retrying %d, failed %d", len(report.sent), len(report.retrying), len(report.failed))
         return report
 
-    def fetch(self, names: list[str] | None = None) -> list[pipeline.IngestReport]:
+    def fetch(self, names: list[str] | None = None) -> list[ingest.IngestReport]:
         config = self.config
         if names is not None:
             from dataclasses import replace
@@ -82,7 +82,7 @@ class Service:
             settings = replace(config.settings, sources=tuple(s for s in config.settings.sources if s.name in wanted))
             config = replace(config, settings=settings)
         with Store(self.state_path) as store:
-            reports = pipeline.ingest_sources(store, config, self.clock())
+            reports = ingest.ingest_sources(store, config, self.clock())
         for r in reports:
             if r.error:
                 log.warning("%s", r.error)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
-from newsletter import pipeline
+from newsletter import ingest, pipeline
 from newsletter.config import load
 from newsletter.errors import NewsletterError
 from newsletter.preview import GMAIL_CLIP_BYTES
@@ -98,7 +98,7 @@ class Workbench:
         try:
             errors = []
             if self.fetch:
-                errors = [r.error for r in pipeline.ingest_sources(store, config, now) if r.error]
+                errors = [r.error for r in ingest.ingest_sources(store, config, now) if r.error]
             planned, skipped = pipeline.plan(config, store, now, secret=self.env.get("NEWSLETTER_SECRET"),
                                              upcoming=True)
         finally:

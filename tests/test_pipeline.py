@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import write_config
-from newsletter import pipeline
+from newsletter import ingest, pipeline
 from newsletter.config import load
 from newsletter.store import Store
 
@@ -23,7 +23,7 @@ def _issues(project: Path, monkeypatch: pytest.MonkeyPatch, batch_from: int) -> 
     monkeypatch.setattr(pipeline, "BATCH_FROM", batch_from)
     config = load(project)
     store = Store.snapshot(project.parent / "none.sqlite3")
-    pipeline.ingest_sources(store, config, AT)
+    ingest.ingest_sources(store, config, AT)
     planned, _ = pipeline.plan(config, store, AT, secret="s")
     store.close()
     return {p.subscriber.email: [(m.entry.id, m.score, m.hits) for m in p.issue.matches] for p in planned}
