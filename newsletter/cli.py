@@ -11,8 +11,9 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from newsletter import __version__, ingest, pipeline, preview
+from newsletter import __version__, ingest
 from newsletter.config import load
+from newsletter.deployment import Deployment, default_state
 from newsletter.entries import to_json
 from newsletter.errors import ConfigError, NewsletterError, PartialDeliveryError, QuerySyntaxError
 from newsletter.models import Config
@@ -144,8 +145,17 @@ def _config(args: argparse.Namespace) -> Config:
     return config
 
 
+def _deployment(args: argparse.Namespace) -> Deployment:
+    """The configuration, the state and the secrets, read once."""
+    dep = Deployment.open(args.file, args.state, os.environ)
+    if not args.quiet and args.command not in ("validate",):
+        for warning in dep.config.warnings:
+            print(warning, file=sys.stderr)
+    return dep
+
+
 def _state_path(args: argparse.Namespace) -> Path:
-    return args.state or args.file.resolve().parent / ".newsletter" / "state.sqlite3"
+    return args.state or default_state(args.file)
 
 
 def _say(args: argparse.Namespace, text: str) -> None:
@@ -166,11 +176,13 @@ def _report_ingest(args: argparse.Namespace, reports: Sequence[ingest.IngestRepo
 # --- commands -------------------------------------------------------------------------------------
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    config = load(args.file, os.environ)
-    for warning in config.warnings:
+    dep = _deployment(args)
+    held = dep.validate()
+    for warning in dep.warnings():
         print(warning)
-    _say(args, f"{args.file}: ok ({len(config.subscribers)} subscribers, "
-               f"{len(config.settings.sources)} sources)")
+    where = f", {held} in the state store" if held else ""
+    _say(args, f"{args.file}: ok ({len(dep.config.subscribers)} subscribers{where}, "
+               f"{len(dep.config.settings.sources)} sources)")
     return 0
 
 
@@ -262,16 +274,9 @@ def _print_matches(matches: Sequence[object], total: int) -> None:
 def cmd_preview(args: argparse.Namespace) -> int:
     if args.serve:
         return _serve_workbench(args)
-    config = _config(args)
-    now = _now(args)
-    store = Store.snapshot(_state_path(args))  # ingest into a copy: the state file never changes
-    try:
-        if not args.no_fetch:
-            _report_ingest(args, ingest.ingest_sources(store, config, now))
-        rows = preview.write(config, store, now, args.out, only=args.subscriber,
-                             secret=os.environ.get("NEWSLETTER_SECRET"))
-    finally:
-        store.close()
+    rows, ingested = _deployment(args).preview(_now(args), args.out, fetch=not args.no_fetch,
+                                               only=args.subscriber)
+    _report_ingest(args, ingested)
     for r in rows:
         if r.subject and r.size is not None:
             _say(args, f"{r.email}: {r.entries} entries, {r.size / 1024:.1f} KB — {r.subject}")
@@ -303,34 +308,27 @@ def _serve_workbench(args: argparse.Namespace) -> int:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    config = _config(args)
+    dep = _deployment(args)
     now = _now(args)
-    secret = os.environ.get("NEWSLETTER_SECRET")
     if args.dry_run:
-        store = Store.snapshot(_state_path(args))
-        try:
-            if not args.no_fetch:
-                _report_ingest(args, ingest.ingest_sources(store, config, now))
-            planned, skipped = pipeline.plan(config, store, now, only=args.subscriber,
-                                             secret=secret or pipeline.PREVIEW_SECRET)
-            pending = store.pending_issues(now)
-        finally:
-            store.close()
-        for p in planned:
+        dry = dep.dry_run(now, fetch=not args.no_fetch, only=args.subscriber)
+        _report_ingest(args, dry.ingested)
+        for p in dry.built:
             what = f"would send {len(p.issue.matches)} entries" if p.sends else f"nothing to send ({p.reason})"
             print(f"{p.subscriber.email}: {what}")
-        for s in skipped:
+        for s in dry.not_due:
             print(f"{s.subscriber.email}: not due ({s.reason})")
-        for row in pending:
+        for row in dry.pending:
             print(f"{row.subscriber}: pending from {row.slot:%Y-%m-%d %H:%M} UTC, "
                   f"{row.attempts} attempts, last error: {row.last_error or '-'}")
         return 0
-    dkim_key = _dkim_key()
-    with _open_store(args) as store, _progress(args) as progress:
-        if not args.no_fetch:
-            _report_ingest(args, ingest.ingest_sources(store, config, now))
-        report = pipeline.send(config, store, now, only=args.subscriber, outbox=args.outbox,
-                               secret=secret, progress=progress, dkim_key=dkim_key)
+    if not args.quiet and not dep.config.settings.base_url:
+        print(dep.warnings()[-1], file=sys.stderr)
+    with _progress(args) as progress:
+        result = dep.send(now, fetch=not args.no_fetch, only=args.subscriber, outbox=args.outbox,
+                          progress=progress)
+    _report_ingest(args, result.ingested)
+    report = result.report
     for email, reason in report.empty:
         _say(args, f"{email}: nothing sent ({reason})")
     for email, reason in report.retrying:
@@ -378,16 +376,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _logging(args)
     asyncio.run(serve(args.file, _state_path(args), os.environ, args.host, args.port))
     return 0
-
-
-def _dkim_key() -> bytes | None:
-    path = os.environ.get("NEWSLETTER_DKIM_KEY_FILE")
-    if not path:
-        return None
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"NEWSLETTER_DKIM_KEY_FILE: cannot read {path}: {exc.strerror}") from exc
 
 
 @contextmanager

@@ -115,8 +115,9 @@ class Subscriber:
     max_entries: int
     min_upvotes: int
     send_empty: bool
-    paused: bool = False
-    unsubscribed: bool = False
+    paused: bool = False  # declared in subscribers.yaml; the store holds every other state
+    unsubscribed: bool = False  # ditto (files written by releases before the store owned state)
+    home: str = "file"  # where the subscriber is defined: "file" (subscribers.yaml) or "store"
 
 
 @dataclass(frozen=True)

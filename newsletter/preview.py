@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 from newsletter import pipeline
+from newsletter.builder import Built
 from newsletter.models import Config
 from newsletter.rendering import environment
 from newsletter.store import Store
@@ -36,7 +37,7 @@ def file_stem(email: str) -> str:
 
 
 def build_rows(config: Config, store: Store, now: datetime, only: str | None,
-               secret: str | None) -> tuple[list[PreviewRow], list[pipeline.Planned]]:
+               secret: str | None) -> tuple[list[PreviewRow], list[Built]]:
     planned, skipped = pipeline.plan(config, store, now, only=only, secret=secret, upcoming=True)
     rows = []
     for p in planned:

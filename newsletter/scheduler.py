@@ -25,46 +25,40 @@ from newsletter.config import load
 from newsletter.errors import ConfigError, NewsletterError
 from newsletter.models import Config
 from newsletter.schedule import Schedule
-from newsletter.store import Store
+from newsletter.deployment import Deployment
+from newsletter.roster import Roster
 
 log = logging.getLogger("newsletter.run")
 CATCH_UP = timedelta(hours=6)
 
 
-def groups(config: Config) -> dict[tuple[str, str], list[str]]:
-    """Active subscribers grouped by (cron, time zone): one scheduler job per group."""
-    out: dict[tuple[str, str], list[str]] = {}
-    for s in config.subscribers:
-        if not (s.paused or s.unsubscribed):
-            out.setdefault((s.schedule, s.timezone), []).append(s.email)
-    return out
-
-
 class Service:
-    def __init__(self, config_path: Path, state_path: Path, env: Mapping[str, str], *,
+    def __init__(self, config_path: Path, state_path: Path | None, env: Mapping[str, str], *,
                  host: str = "127.0.0.1", port: int | None = 8025, catch_up: timedelta = CATCH_UP,
                  reload_every: float = 5.0, clock: Callable[[], datetime] | None = None) -> None:
         self.config_path = config_path
-        self.state_path = state_path
         self.env = dict(env)
         self.host, self.port = host, port
         self.catch_up = catch_up
         self.reload_every = reload_every
         self.clock = clock or (lambda: datetime.now(timezone.utc))
-        self.config = load(config_path, self.env)
+        self.dep = Deployment.open(config_path, state_path, self.env)
+        self.state_path = self.dep.state
         self._stamp = self._file_stamp()
         self.stopping = threading.Event()
         self.scheduler: AsyncIOScheduler | None = None
         self.server: asyncio.AbstractServer | None = None
         self._lock = asyncio.Lock()
 
+    @property
+    def config(self) -> Config:
+        return self.dep.config
+
     # --- what the jobs do (callable directly, as the tests do) -----------------------------------
 
-    def send_now(self, emails: list[str] | None = None) -> pipeline.SendReport:
-        now = self.clock()
-        with Store(self.state_path) as store:
-            report = pipeline.send(self.config, store, now, only=emails, secret=self.env.get("NEWSLETTER_SECRET"),
-                                   catch_up=self.catch_up, should_stop=self.stopping.is_set)
+    def send_now(self, group: tuple[str, str] | None = None) -> pipeline.SendReport:
+        report = self.dep.send(self.clock(), fetch=False, group=group, catch_up=self.catch_up,
+                               should_stop=self.stopping.is_set).report
         for email, reason in report.failed:
             log.warning("%s: failed: %s", email, reason)
         for email, reason in report.retrying:
@@ -81,7 +75,7 @@ class Service:
             wanted = set(names)
             settings = replace(config.settings, sources=tuple(s for s in config.settings.sources if s.name in wanted))
             config = replace(config, settings=settings)
-        with Store(self.state_path) as store:
+        with self.dep.store() as store:
             reports = ingest.ingest_sources(store, config, self.clock())
         for r in reports:
             if r.error:
@@ -89,6 +83,12 @@ class Service:
             else:
                 log.info("%s: %d new, %d updated", r.source, r.new, r.updated)
         return reports
+
+    def groups(self) -> set[tuple[str, str]]:
+        """The (cron, zone) pairs of every subscriber, in the file and in the store: one job each.
+        Who in a group receives an issue is decided when it is built (newsletter/standing.py)."""
+        with self.dep.store() as store:
+            return Roster(self.config, store).schedules()
 
     def reload(self) -> bool:
         """Pick up an edited subscribers file; an invalid edit is reported and the old one kept."""
@@ -102,7 +102,7 @@ class Service:
             log.error("%s changed but is invalid; keeping the previous configuration:\n%s",
                       self.config_path, "\n".join(exc.problems))
             return False
-        self.config = config
+        self.dep = Deployment(config, self.dep.state, self.dep.secrets)
         log.info("%s reloaded: %d subscribers", self.config_path, len(config.subscribers))
         if self.scheduler is not None:
             self._schedule_groups()
@@ -118,17 +118,17 @@ class Service:
     # --- scheduling ------------------------------------------------------------------------------
 
     def triggers(self) -> dict[tuple[str, str], CronTrigger]:
-        return {key: Schedule(*key).trigger() for key in groups(self.config)}
+        return {key: Schedule(*key).trigger() for key in self.groups()}
 
     def _schedule_groups(self) -> None:
         assert self.scheduler is not None
         for job in self.scheduler.get_jobs():
             if job.id.startswith("group:"):
                 job.remove()
-        for (cron, zone), emails in groups(self.config).items():
+        for cron, zone in sorted(self.groups()):
             self.scheduler.add_job(
                 self._run_group, Schedule(cron, zone).trigger(), args=[cron, zone],
-                id=f"group:{cron}|{zone}", name=f"{len(emails)} subscribers at '{cron}' {zone}",
+                id=f"group:{cron}|{zone}", name=f"subscribers at '{cron}' {zone}",
                 coalesce=True, max_instances=1, misfire_grace_time=int(self.catch_up.total_seconds()),
                 replace_existing=True)
 
@@ -140,24 +140,47 @@ class Service:
                                    misfire_grace_time=600, replace_existing=True)
 
     async def _in_thread(self, fn: Callable[..., object], *args: object) -> object:
-        async with self._lock:  # one pipeline step at a time: they share the state file
+        async with self._lock:  # one delivery step at a time
             return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
     async def _run_group(self, cron: str, zone: str) -> None:
-        emails = groups(self.config).get((cron, zone), [])
         try:
-            await self._in_thread(self.send_now, emails)
+            await self._in_thread(self.send_now, (cron, zone))
         except NewsletterError as exc:
             log.error("group '%s' %s: %s", cron, zone, exc)
 
     async def _run_fetch(self, name: str) -> None:
-        await self._in_thread(self.fetch, [name])
+        # Fetches run beside deliveries (their own thread and connection): a slow source never
+        # holds up sending or shutdown.
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.fetch, [name])
+        except NewsletterError as exc:
+            log.error("source '%s': %s", name, exc)
 
     async def _run_reload(self) -> None:
         self.reload()
 
+    async def _start_endpoint(self) -> None:
+        secret = self.dep.secrets.link_secret
+        if self.port is not None and secret:
+            from newsletter import web
+
+            def unsubscribe(address: str) -> bool:
+                return self.dep.unsubscribe(address, self.clock())
+
+            app = web.UnsubscribeApp(secret, unsubscribe, self.config.settings.title)
+            self.server = await web.start(app, self.host, self.port)
+        elif self.port is not None:
+            log.warning("NEWSLETTER_SECRET is not set: the unsubscribe endpoint is off")
+
+    async def _stop_endpoint(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
     async def run(self, once: bool = False) -> None:
-        """Fetch, catch up on what is due, then (unless once) keep going until a signal."""
+        """Start the endpoint, then fetch and catch up on what is due, then (unless once) keep
+        going until a signal."""
         loop = asyncio.get_running_loop()
         done = asyncio.Event()
 
@@ -168,10 +191,12 @@ class Service:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal)
-        await self._in_thread(self.fetch)
-        if not self.stopping.is_set():
-            await self._in_thread(self.send_now)
-        if once or self.stopping.is_set():
+        if not once:
+            await self._start_endpoint()
+        if once:
+            await asyncio.get_running_loop().run_in_executor(None, self.fetch)
+            if not self.stopping.is_set():
+                await self._in_thread(self.send_now)
             return
         self.scheduler = AsyncIOScheduler(timezone=timezone.utc)
         self._schedule_groups()
@@ -179,23 +204,30 @@ class Service:
         self.scheduler.add_job(self._run_reload, "interval", seconds=self.reload_every, id="reload",
                                coalesce=True, max_instances=1)
         self.scheduler.start()
-        secret = self.env.get("NEWSLETTER_SECRET")
-        if self.port is not None and secret:
-            from newsletter import web
-
-            app = web.UnsubscribeApp(secret, lambda a: pipeline.unsubscribe(
-                self.config_path, self.state_path, a, self.clock(), self.env), self.config.settings.title)
-            self.server = await web.start(app, self.host, self.port)
-        elif self.port is not None:
-            log.warning("NEWSLETTER_SECRET is not set: the unsubscribe endpoint is off")
+        startup = asyncio.create_task(self._startup())
         log.info("running: %d jobs; next: %s", len(self.scheduler.get_jobs()), self.next_runs())
         await done.wait()
         self.scheduler.shutdown(wait=False)
-        async with self._lock:  # wait for an in-flight pipeline step to finish its transactions
+        if not startup.done():
+            startup.cancel()
+        async with self._lock:  # wait for an in-flight delivery step to finish its transactions
             pass
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
+        await self._stop_endpoint()
+
+    async def _startup(self) -> None:
+        """The first pass: fetch every source, then send what is due (a missed slot once)."""
+        await self._run_fetch_all()
+        if not self.stopping.is_set():
+            try:
+                await self._in_thread(self.send_now)
+            except NewsletterError as exc:
+                log.error("%s", exc)
+
+    async def _run_fetch_all(self) -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.fetch)
+        except NewsletterError as exc:
+            log.error("%s", exc)
 
     def next_runs(self) -> str:
         assert self.scheduler is not None
@@ -204,17 +236,20 @@ class Service:
         return ", ".join(f"{n} at {t:%Y-%m-%d %H:%M %Z}" for t, n in times[:3]) or "nothing scheduled"
 
 
-async def serve(config_path: Path, state_path: Path, env: Mapping[str, str], host: str, port: int,
+async def serve(config_path: Path, state_path: Path | None, env: Mapping[str, str], host: str, port: int,
                 ready: Callable[[int], None] | None = None) -> None:
     """`newsletter serve`: only the unsubscribe endpoint."""
     from newsletter import web
 
-    secret = env.get("NEWSLETTER_SECRET")
+    dep = Deployment.open(config_path, state_path, env)
+    secret = dep.secrets.link_secret
     if not secret:
         raise ConfigError("NEWSLETTER_SECRET is not set: it verifies the unsubscribe tokens")
-    config = load(config_path, env)
-    app = web.UnsubscribeApp(secret, lambda a: pipeline.unsubscribe(
-        config_path, state_path, a, datetime.now(timezone.utc), dict(env)), config.settings.title)
+
+    def unsubscribe(address: str) -> bool:
+        return dep.unsubscribe(address, datetime.now(timezone.utc))
+
+    app = web.UnsubscribeApp(secret, unsubscribe, dep.config.settings.title)
     server = await web.start(app, host, port)
     bound = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]  # a Server has sockets
     print(f"serving unsubscribe on http://{host}:{bound}/unsubscribe/<token>", flush=True)

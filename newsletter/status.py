@@ -9,59 +9,53 @@ from zoneinfo import ZoneInfo
 
 from newsletter import issues as issuelib
 from newsletter.models import Config
+from newsletter.roster import Roster
 from newsletter.store import Store
 
 
 def collect(config: Config, store: Store, now: datetime) -> dict[str, Any]:
-    unsubscribed = store.unsubscribed()
-    paused = store.paused()
     failing = [f"source '{s.name}' failed at its last fetch: {s.last_error}" for s in store.sources() if s.last_error]
     subscribers = []
-    for sub in config.subscribers:
-        nxt = issuelib.schedule_of(sub).next_after(now)
-        last = store.last_issue(sub.email)
-        state = "active"
-        if sub.email in unsubscribed or sub.unsubscribed:
-            state = "unsubscribed"
-        elif sub.paused:
-            state = "paused"
-        elif sub.email in paused:
-            state = f"paused: {paused[sub.email]}"
-        row: dict[str, Any] = {
-            "email": sub.email,
-            "state": state,
-            "next_slot_utc": nxt.isoformat() if nxt else None,
-            "next_slot_local": nxt.astimezone(ZoneInfo(sub.timezone)).isoformat() if nxt else None,
-            "last_issue": None,
-        }
-        if last is not None:
-            row["last_issue"] = {
-                "slot_utc": last.slot.isoformat(), "status": last.status, "entries": last.entry_count,
-                "attempts": last.attempts, "error": last.last_error, "sent_at":
-                last.sent_at.isoformat() if last.sent_at else None,
-                "why_nothing_sent": _why(last.status, last.last_error),
+    nexts: dict[tuple[str, str], datetime | None] = {}
+    for batch in Roster(config, store).batches():
+        last_issues = store.last_issues([m.subscriber.email for m in batch])
+        for member in batch:
+            sub, st = member.subscriber, member.standing
+            key = (sub.schedule, sub.timezone)
+            if key not in nexts:
+                nexts[key] = issuelib.schedule_of(sub).next_after(now)
+            nxt = nexts[key]
+            last = last_issues.get(sub.email)
+            row: dict[str, Any] = {
+                "email": sub.email,
+                "home": sub.home,
+                "state": st.state,
+                "next_slot_utc": nxt.isoformat() if nxt else None,
+                "next_slot_local": nxt.astimezone(ZoneInfo(sub.timezone)).isoformat() if nxt else None,
+                "last_issue": None,
             }
-        row["why"] = _explain(state, row["last_issue"], failing, row["next_slot_utc"])
-        subscribers.append(row)
+            if last is not None:
+                row["last_issue"] = {
+                    "slot_utc": last.slot.isoformat(), "status": last.status, "entries": last.entry_count,
+                    "attempts": last.attempts, "error": last.last_error, "sent_at":
+                    last.sent_at.isoformat() if last.sent_at else None,
+                    "why_nothing_sent": _why(last.status, last.last_error),
+                }
+            row["why"] = st.reason if not st.active else _explain(row["last_issue"], failing, row["next_slot_utc"])
+            subscribers.append(row)
     srcs = [{"name": s.name, "last_fetch": s.last_fetch.isoformat() if s.last_fetch else None,
              "last_ok": s.last_ok.isoformat() if s.last_ok else None,
              "entries": s.entries, "error": s.last_error} for s in store.sources()]
     pending = [{"email": r.subscriber, "slot_utc": r.slot.isoformat(), "attempts": r.attempts,
-                "error": r.last_error} for r in store.issues("pending")]
+                "error": r.last_error, "claimed_by": r.claimed_by} for r in store.issues("pending")]
     failed = [{"email": r.subscriber, "slot_utc": r.slot.isoformat(), "code": r.last_code,
                "error": r.last_error} for r in store.issues("failed")]
     return {"subscribers": subscribers, "sources": srcs, "pending": pending, "failed": failed,
-            "entries": store.entry_count()}
+            "claims": store.claims(), "entries": store.entry_count()}
 
 
-def _explain(state: str, last: dict[str, Any] | None, failing: list[str], nxt: str | None) -> str:
-    """One line answering "why didn't I get an email?"."""
-    if state == "unsubscribed":
-        return "unsubscribed: nothing is sent any more"
-    if state == "paused":
-        return "paused in the subscribers file (`newsletter subscribers resume` to resume)"
-    if state.startswith("paused: "):
-        return state.removeprefix("paused: ")
+def _explain(last: dict[str, Any] | None, failing: list[str], nxt: str | None) -> str:
+    """One line answering "why didn't I get an email?" for an active subscriber."""
     if last is None:
         return f"no issue yet; the first is due at {nxt} UTC"
     if last["status"] == "sent":

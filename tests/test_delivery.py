@@ -148,7 +148,8 @@ def test_repeated_permanent_failures_pause_the_subscriber(smtp_server, tmp_path:
     assert run("--file", str(project), "status", "--json") == 0
     info = json.loads(capsys.readouterr().out)
     (ada,) = info["subscribers"]
-    assert ada["state"] == "paused: paused after 2 permanent delivery failures"
+    assert ada["state"] == "paused"
+    assert ada["why"] == "paused after 2 permanent delivery failures"
     assert recorder.messages == []
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import write_config
-from newsletter import ingest, pipeline
+from newsletter import builder, ingest, pipeline
 from newsletter.config import load
 from newsletter.store import Store
 
@@ -20,7 +20,7 @@ QUERIES = ['"language model"', "causal*", "title:diffusion", "model AND NOT surv
 
 
 def _issues(project: Path, monkeypatch: pytest.MonkeyPatch, batch_from: int) -> dict[str, list[tuple[str, float]]]:
-    monkeypatch.setattr(pipeline, "BATCH_FROM", batch_from)
+    monkeypatch.setattr(builder, "BATCH_FROM", batch_from)
     config = load(project)
     store = Store.snapshot(project.parent / "none.sqlite3")
     ingest.ingest_sources(store, config, AT)

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from conftest import run, write_config
-from newsletter.scheduler import Service, groups
+from newsletter.scheduler import Service
 
 T0 = datetime(2026, 11, 27, 0, 0, tzinfo=timezone.utc)  # a Friday
 ZONES = {"london@example.org": "Europe/London", "newyork@example.org": "America/New_York",
@@ -29,13 +29,13 @@ def _project(tmp_path: Path, port: int) -> Path:
     return write_config(tmp_path, port=port, subscribers=subs)
 
 
-def _fire_times(service: Service, start: datetime, end: datetime) -> list[tuple[datetime, list[str]]]:
+def _fire_times(service: Service, start: datetime, end: datetime) -> list[tuple[datetime, tuple[str, str]]]:
     """Every firing of every group job in (start, end], as the scheduler would run them."""
     out = []
     for key, trigger in service.triggers().items():
         t = trigger.get_next_fire_time(None, start + timedelta(seconds=1))
         while t is not None and t <= end:
-            out.append((t.astimezone(timezone.utc), groups(service.config)[key]))
+            out.append((t.astimezone(timezone.utc), key))
             t = trigger.get_next_fire_time(t, t + timedelta(seconds=1))
     return sorted(out)
 
@@ -70,11 +70,11 @@ def test_three_time_zones_get_their_issues_at_local_8am(smtp_server, tmp_path: P
     service.fetch()
     service.send_now()  # start-up pass: every first issue is due at once
     assert len(recorder.messages) == 3
-    for when, emails in _fire_times(service, T0, T0 + timedelta(days=1)):
+    for when, group in _fire_times(service, T0, T0 + timedelta(days=1)):
         clock.now = when - timedelta(minutes=30)
         _add_papers(service, tmp_path, f"{when:%H}")
         clock.now = when
-        service.send_now(emails)
+        service.send_now(group)
     slots = _slots(state)
     # 08:00 local on 27 Nov: London is UTC+0, New York UTC-5, Tokyo UTC+9
     assert slots["london@example.org"][-1] == "2026-11-27T08:00 sent"
@@ -155,7 +155,7 @@ def test_a_burst_of_10000_subscribers_due_in_the_same_minute_is_delivered(smtp_s
     service = Service(project, tmp_path / "s.sqlite3", {}, port=None, clock=clock)
     assert len(service.triggers()) == 1  # 10,000 subscribers, one job
     service.fetch()
-    report = service.send_now(groups(service.config)[("0 7 * * *", "UTC")])
+    report = service.send_now(("0 7 * * *", "UTC"))
     assert len(report.sent) == n and not report.failed and not report.retrying
     recipients = {r for _, rcpts, _ in recorder.messages for r in rcpts}
     assert len(recorder.messages) == n and len(recipients) == n

@@ -1,0 +1,118 @@
+"""One deployment: a subscribers file, its state store and the secrets of the environment, read once
+at this edge. Each command of the CLI (and each job of the service) is one call here, so `send`,
+`run`, `serve` and `preview` all get their configuration, state and secrets the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from newsletter import credentials, ingest, pipeline
+from newsletter.builder import Built
+from newsletter.config import load
+from newsletter.credentials import Secrets
+from newsletter.delivery import Outcome
+from newsletter.errors import ConfigError
+from newsletter.issues import NotDue
+from newsletter.models import Config
+from newsletter.roster import Roster
+from newsletter.store import IssueRow, Store
+
+
+def default_state(config_path: Path) -> Path:
+    return config_path.resolve().parent / ".newsletter" / "state.sqlite3"
+
+
+@dataclass(frozen=True)
+class DryRun:
+    built: list[Built]
+    not_due: list[NotDue]
+    pending: list[IssueRow]
+    ingested: list[ingest.IngestReport]
+
+
+@dataclass(frozen=True)
+class SendResult:
+    report: pipeline.SendReport
+    ingested: list[ingest.IngestReport]
+
+
+class Deployment:
+    def __init__(self, config: Config, state: Path, secrets: Secrets) -> None:
+        self.config = config
+        self.state = state
+        self.secrets = secrets
+
+    @classmethod
+    def open(cls, config_path: Path, state: Path | None, env: Mapping[str, str]) -> Deployment:
+        """Load and validate the configuration and read the secrets, once."""
+        config = load(config_path, env)
+        return cls(config, state or default_state(config_path), credentials.read(env))
+
+    def store(self) -> Store:
+        return Store(self.state)
+
+    def snapshot(self) -> Store:
+        """An in-memory copy of the state: for commands that only read, and for previews."""
+        return Store.snapshot(self.state)
+
+    def warnings(self) -> list[str]:
+        out = list(self.config.warnings)
+        if not self.config.settings.base_url:
+            out.append(f"{self.config.path}: warning: newsletter.base_url is not set, so digests carry no "
+                       "one-click (HTTPS) unsubscribe link; Gmail and Yahoo require one from bulk senders")
+        return list(dict.fromkeys(out))
+
+    # --- the commands --------------------------------------------------------------------------
+
+    def validate(self) -> int:
+        """Problems that need the state too: an address defined both in the file and in the store.
+        Returns the number of store-held subscribers."""
+        if not self.state.exists():
+            return 0
+        with self.snapshot() as store:
+            problems = Roster(self.config, store).conflicts()
+            held = store.subscriber_count()
+        if problems:
+            raise ConfigError(problems[0] if len(problems) == 1 else f"{len(problems)} subscribers are defined "
+                              "twice", tuple(problems))
+        return held
+
+    def send(self, now: datetime, *, fetch: bool = True, only: str | Collection[str] | None = None,
+             group: tuple[str, str] | None = None, outbox: Path | None = None,
+             progress: Callable[[Outcome], None] | None = None, catch_up: timedelta | None = None,
+             should_stop: Callable[[], bool] | None = None, **tuning: object) -> SendResult:
+        with self.store() as store:
+            ingested = ingest.ingest_sources(store, self.config, now) if fetch else []
+            report = pipeline.send(self.config, store, now, secrets=self.secrets, only=only, group=group,
+                                   outbox=outbox, progress=progress, catch_up=catch_up, should_stop=should_stop,
+                                   **tuning)  # type: ignore[arg-type]
+        return SendResult(report, ingested)
+
+    def dry_run(self, now: datetime, *, fetch: bool = True, only: str | None = None) -> DryRun:
+        """What `send` would do now; nothing is written (sources are ingested into a copy)."""
+        with self.snapshot() as store:
+            ingested = ingest.ingest_sources(store, self.config, now) if fetch else []
+            built, not_due = pipeline.plan(self.config, store, now, only=only)
+            pending = store.pending_issues(now)
+        return DryRun(built, not_due, pending, ingested)
+
+    def preview(self, now: datetime, out: Path, *, fetch: bool = True, only: str | None = None) -> tuple[list, list]:  # type: ignore[type-arg]
+        """Write the next issue of every (or one) subscriber as files; nothing is recorded."""
+        from newsletter import preview
+
+        with self.snapshot() as store:
+            ingested = ingest.ingest_sources(store, self.config, now) if fetch else []
+            rows = preview.write(self.config, store, now, out, only=only, secret=None)
+        return rows, ingested
+
+    def unsubscribe(self, email: str, now: datetime) -> bool:
+        """One store commit (subscribers.yaml is never rewritten). False: no such subscriber."""
+        with self.store() as store:
+            if Roster(self.config, store).find(email) is None:
+                return False
+            pipeline.unsubscribe(store, email, now)
+        return True
