@@ -13,6 +13,7 @@ from pathlib import Path
 
 from newsletter import __version__, ingest
 from newsletter.config import load
+from newsletter.console import print_matches, say
 from newsletter.deployment import Deployment, default_state
 from newsletter.entries import to_json
 from newsletter.errors import ConfigError, NewsletterError, PartialDeliveryError, QuerySyntaxError
@@ -159,8 +160,7 @@ def _state_path(args: argparse.Namespace) -> Path:
 
 
 def _say(args: argparse.Namespace, text: str) -> None:
-    if not args.quiet:
-        print(text)
+    say(args.quiet, text)
 
 
 def _report_ingest(args: argparse.Namespace, reports: Sequence[ingest.IngestReport]) -> None:
@@ -249,26 +249,8 @@ def cmd_match(args: argparse.Namespace) -> int:
             "reasons": [{"query": h.query, "term": h.term, "field": h.field} for h in m.hits],
         } for m in matches], ensure_ascii=False, indent=1))
         return 0
-    _print_matches(matches, len(entries))
+    print_matches(matches, len(entries))
     return 0
-
-
-def _print_matches(matches: Sequence[object], total: int) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{len(matches)} of {total} entries match", show_lines=False)
-    table.add_column("#", justify="right")
-    table.add_column("score", justify="right")
-    table.add_column("▲", justify="right")
-    table.add_column("title")
-    table.add_column("why")
-    for i, m in enumerate(matches, 1):
-        why = "; ".join(f"{h.term} ({h.field})" for h in m.hits)  # type: ignore[attr-defined]
-        e = m.entry  # type: ignore[attr-defined]
-        table.add_row(str(i), f"{m.score:g}", "" if e.upvotes is None else str(e.upvotes),  # type: ignore[attr-defined]
-                      e.title, why)
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
 def cmd_preview(args: argparse.Namespace) -> int:

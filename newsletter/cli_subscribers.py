@@ -8,17 +8,22 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from newsletter import cli
+from datetime import datetime, timezone
+from pathlib import Path
+
+from newsletter import editing, roster
+from newsletter.console import print_matches, say
+from newsletter.deployment import Deployment
 from newsletter.errors import ConfigError
-from newsletter.models import Config
-from newsletter.store import Store
+from newsletter.models import Subscriber
 
 
 def add_parser(sub: argparse._SubParsersAction, parser_class: type[argparse.ArgumentParser],  # type: ignore[type-arg]
                cmd_validate: Callable[[argparse.Namespace], int]) -> None:
     p = sub.add_parser("subscribers", help="list, add, change, pause or remove subscribers",
-                       description="Edit subscribers.yaml keeping its comments and formatting. Every edit "
-                                   "is validated first and written atomically; a bad edit changes nothing.")
+                       description="Edit subscribers wherever they live: in subscribers.yaml (comments and formatting kept, "
+                                   "written atomically) or in the state store. Every edit is validated first; a bad "
+                                   "edit changes nothing.")
     s = p.add_subparsers(dest="action", metavar="ACTION", parser_class=parser_class)
     s.required = True
     c = s.add_parser("list", help="one line per subscriber", description="List subscribers.")
@@ -36,6 +41,8 @@ def add_parser(sub: argparse._SubParsersAction, parser_class: type[argparse.Argu
     c.add_argument("--schedule", metavar="CRON")
     c.add_argument("--timezone", metavar="ZONE")
     c.add_argument("--max-entries", type=int, metavar="N")
+    c.add_argument("--store", action="store_true", help="keep the subscriber in the state store, not the file "
+                                                        "(for large lists)")
     c.set_defaults(run=cmd_sub_add)
     c = s.add_parser("set", help="change one setting or edit the keyword lists",
                      description="Set KEY to VALUE (keywords/exclude take several values), or edit the "
@@ -54,101 +61,151 @@ def add_parser(sub: argparse._SubParsersAction, parser_class: type[argparse.Argu
         c = s.add_parser(name, help=helptext, description=helptext.capitalize() + ".")
         c.add_argument("email")
         c.set_defaults(run=cmd_sub_simple, action_name=name)
+    c = s.add_parser("import", help="add subscribers from a CSV, JSON Lines or YAML file to the state store",
+                     description="Import subscribers into the state store. CSV: a header row naming the columns "
+                                 "(email, name, keywords, exclude, schedule, timezone, max_entries, min_upvotes, "
+                                 "send_empty; several queries separated by ';'). JSON Lines: one object per line, "
+                                 "as `export --format jsonl` writes. YAML: the subscribers: schema of "
+                                 "subscribers.yaml. Every row is validated first; one bad row imports nothing.")
+    c.add_argument("path", type=Path)
+    c.add_argument("--format", choices=roster.FORMATS, help="default: from the file name")
+    c.add_argument("--replace", action="store_true", help="overwrite the profiles of addresses already in the store")
+    c.set_defaults(run=cmd_sub_import)
+    c = s.add_parser("export", help="write the store-held subscribers as CSV, JSON Lines or YAML",
+                     description="Export the subscribers kept in the state store (re-importable).")
+    c.add_argument("--format", choices=roster.FORMATS, default="jsonl")
+    c.add_argument("--all", action="store_true", help="include the subscribers defined in the file")
+    c.add_argument("--out", type=Path, help="write here instead of standard output")
+    c.set_defaults(run=cmd_sub_export)
     c = s.add_parser("validate", help="same as `newsletter validate`", description="Check the file.")
     c.set_defaults(run=cmd_validate)
 
 
 
+def _dep(args: argparse.Namespace) -> Deployment:
+    return Deployment.open(args.file, args.state, os.environ)
+
+
+def _row(s: Subscriber, state: str) -> dict[str, Any]:
+    return {**roster.as_dict(s), "home": s.home, "state": state}
+
+
 def cmd_sub_list(args: argparse.Namespace) -> int:
-    config = cli._config(args)
-    rows: list[dict[str, Any]] = [{"email": s.email, "name": s.name, "keywords": list(s.keywords), "exclude": list(s.exclude),
-             "schedule": s.schedule, "timezone": s.timezone, "max_entries": s.max_entries,
-             "paused": s.paused, "unsubscribed": s.unsubscribed} for s in config.subscribers]
+    dep = _dep(args)
+    n = 0
     if args.json:
-        print(json.dumps(rows, indent=1, ensure_ascii=False))
-        return 0
-    for r in rows:
-        state = " [paused]" if r["paused"] else " [unsubscribed]" if r["unsubscribed"] else ""
-        print(f"{r['email']}{state}  {r['schedule']} {r['timezone']}  {'; '.join(r['keywords'])}")
-    cli._say(args, f"{len(rows)} subscribers")
+        print("[")
+    with dep.snapshot() as store:
+        for batch in roster.Roster(dep.config, store).batches():
+            for m in batch:
+                r = _row(m.subscriber, m.standing.state)
+                if args.json:  # a JSON array, streamed
+                    print(("," if n else "") + json.dumps(r, ensure_ascii=False))
+                    n += 1
+                    continue
+                n += 1
+                state = "" if m.standing.active else f" [{m.standing.state}]"
+                home = " (store)" if r["home"] == "store" else ""
+                print(f"{r['email']}{state}{home}  {r['schedule']} {r['timezone']}  {'; '.join(r['keywords'])}")
+    if args.json:
+        print("]")
+    else:
+        say(args.quiet, f"{n} subscribers")
     return 0
 
 
 def cmd_sub_show(args: argparse.Namespace) -> int:
-    config = cli._config(args)
-    s = config.subscriber(args.email)
-    if s is None:
-        raise ConfigError(f"no subscriber '{args.email}' in {args.file}")
+    dep = _dep(args)
+    with dep.snapshot() as store:
+        member = roster.Roster(dep.config, store).member(args.email)
+    if member is None:
+        raise ConfigError(f"no subscriber '{args.email}' in {args.file} or the state store")
+    s, st = member.subscriber, member.standing
     print(f"email:       {s.email}")
     print(f"name:        {s.name or '-'}")
     print(f"keywords:    {'; '.join(s.keywords)}")
     print(f"exclude:     {'; '.join(s.exclude) or '-'}")
     print(f"schedule:    {s.schedule} ({s.timezone})")
     print(f"max_entries: {s.max_entries}   min_upvotes: {s.min_upvotes}   send_empty: {s.send_empty}")
-    print(f"state:       {'paused' if s.paused else 'unsubscribed' if s.unsubscribed else 'active'}")
+    print(f"lives in:    {'the state store' if s.home == 'store' else args.file}")
+    print(f"state:       {st.state}{': ' + st.reason if st.reason and st.reason != st.state else ''}")
     return 0
 
 
-def _edit(args: argparse.Namespace, change: object) -> Config:
-    from newsletter import subscribers
-
-    config, what = subscribers.edit(args.file, change, os.environ)  # type: ignore[arg-type]
-    cli._say(args, f"{args.file}: {what}")
-    return config
-
-
-def _show_effect(args: argparse.Namespace, config: Config, email: str) -> None:
+def _show_effect(args: argparse.Namespace, dep: Deployment, sub: Subscriber | None) -> None:
     """What the changed profile would select among the stored entries (top 10)."""
     from newsletter.issues import profile_of
     from newsletter.matching import EntryIndex
 
-    sub = config.subscriber(email)
-    state = cli._state_path(args)
-    if sub is None or not state.exists() or args.quiet:
+    if sub is None or not dep.state.exists() or args.quiet:
         return
-    with Store(state) as store:
+    with dep.snapshot() as store:
         entries = store.entries()
-    matches = EntryIndex(entries).select(profile_of(sub), limit=10)
-    cli._print_matches(matches, len(entries))
+    print_matches(EntryIndex(entries).select(profile_of(sub), limit=10), len(entries))
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 def cmd_sub_add(args: argparse.Namespace) -> int:
-    from newsletter import subscribers
-
-    config = _edit(args, subscribers.add(args.email, name=args.name, keywords=args.keyword,
-                                         exclude=args.exclude, schedule=args.schedule,
-                                         timezone=args.timezone, max_entries=args.max_entries))
-    _show_effect(args, config, args.email)
+    dep = _dep(args)
+    done = editing.add(dep, os.environ, _now(), to_store=args.store, email=args.email, name=args.name,
+                       keywords=args.keyword, exclude=args.exclude, schedule=args.schedule,
+                       timezone=args.timezone, max_entries=args.max_entries)
+    say(args.quiet, f"{args.file if done.home == 'file' else dep.state}: {done.what}")
+    _show_effect(args, dep, done.subscriber)
     return 0
 
 
 def cmd_sub_set(args: argparse.Namespace) -> int:
-    from newsletter import subscribers
-
-    lists = (args.add_keyword, args.remove_keyword, args.add_exclude, args.remove_exclude)
-    if args.key is None and not any(lists):
-        raise ConfigError("give KEY VALUE or one of --add-keyword/--remove-keyword/--add-exclude/--remove-exclude")
-    config = None
+    changes = []
     if args.key is not None:
         if not args.values:
             raise ConfigError(f"give a value for '{args.key}'")
-        config = _edit(args, subscribers.set_value(args.email, args.key, args.values))
-    if args.add_keyword or args.remove_keyword:
-        config = _edit(args, subscribers.change_list(args.email, "keywords", add=args.add_keyword,
-                                                     remove=args.remove_keyword))
-    if args.add_exclude or args.remove_exclude:
-        config = _edit(args, subscribers.change_list(args.email, "exclude", add=args.add_exclude,
-                                                     remove=args.remove_exclude))
-    if config is not None and (args.key in ("keywords", "exclude") or any(lists)):
-        _show_effect(args, config, args.email)
+        changes.append(editing.Change("set", args.key, tuple(args.values)))
+    for op, key, values in (("remove", "keywords", args.remove_keyword), ("add", "keywords", args.add_keyword),
+                            ("remove", "exclude", args.remove_exclude), ("add", "exclude", args.add_exclude)):
+        if values:
+            changes.append(editing.Change(op, key, tuple(values)))
+    if not changes:
+        raise ConfigError("give KEY VALUE or one of --add-keyword/--remove-keyword/--add-exclude/--remove-exclude")
+    dep = _dep(args)
+    done = editing.set_fields(dep, os.environ, args.email, changes)
+    say(args.quiet, f"{args.file if done.home == 'file' else dep.state}: {done.what}")
+    if any(c.key in ("keywords", "exclude") for c in changes):
+        _show_effect(args, dep, done.subscriber)
     return 0
 
 
 def cmd_sub_simple(args: argparse.Namespace) -> int:
-    from newsletter import subscribers
+    dep = _dep(args)
+    if args.action_name == "remove":
+        done = editing.remove(dep, os.environ, args.email)
+    else:
+        done = editing.pause(dep, os.environ, args.email, _now(), on=args.action_name == "pause")
+    say(args.quiet, f"{args.file if done.home == 'file' else dep.state}: {done.what}")
+    return 0
 
-    change = {"remove": lambda: subscribers.remove(args.email),
-              "pause": lambda: subscribers.flag(args.email, "paused", True),
-              "resume": lambda: subscribers.flag(args.email, "paused", False)}[args.action_name]()
-    _edit(args, change)
+
+def cmd_sub_import(args: argparse.Namespace) -> int:
+    dep = _dep(args)
+    subs = roster.read_import(args.path, dep.config, dict(os.environ), args.format)
+    with dep.store() as store:
+        n = roster.import_subscribers(dep.config, store, subs, _now(), replace=args.replace)
+    say(args.quiet, f"imported {n} subscribers into {dep.state}")
+    return 0
+
+
+def cmd_sub_export(args: argparse.Namespace) -> int:
+    import sys
+
+    dep = _dep(args)
+    with dep.snapshot() as store:
+        if args.out:
+            with open(args.out, "w", encoding="utf-8", newline="") as out:
+                n = roster.export(dep.config, store, out, args.format, include_file=args.all)
+            say(args.quiet, f"wrote {n} subscribers to {args.out}")
+        else:
+            roster.export(dep.config, store, sys.stdout, args.format, include_file=args.all)
     return 0

@@ -119,14 +119,16 @@ def send(config: Config, store: Store, now: datetime, *, secrets: Secrets,
          only: str | Collection[str] | None = None, group: tuple[str, str] | None = None,
          outbox: Path | None = None, progress: Callable[[Outcome], None] | None = None,
          catch_up: timedelta | None = None, should_stop: Callable[[], bool] | None = None,
-         clock: Clock = wall_clock, lease: timedelta = CLAIM_LEASE, batch: int = BATCH) -> SendReport:
+         clock: Clock = wall_clock, lease: timedelta = CLAIM_LEASE, batch: int = BATCH,
+         owner: str | None = None) -> SendReport:
     """Build every due issue and deliver it, with the pending issues of earlier runs."""
     if config.settings.base_url and not secrets.link_secret:
         raise ConfigError("NEWSLETTER_SECRET is not set: it signs the unsubscribe links "
                           "(newsletter.base_url is set); export it and run send again")
     builder = Builder(config, store, now, link_secret=secrets.link_secret or PREVIEW_SECRET,
                       dkim_key=secrets.dkim_key)
-    ledger = Ledger(store, now=now, pause_after=config.settings.smtp.pause_after, clock=clock, lease=lease)
+    ledger = Ledger(store, now=now, pause_after=config.settings.smtp.pause_after, clock=clock, lease=lease,
+                    owner=owner)
     run = _Run(config, store, ledger, builder, progress, should_stop)
     try:
         asyncio.run(run.main(now, only, group, catch_up, outbox, batch))

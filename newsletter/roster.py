@@ -170,7 +170,7 @@ def _rows_jsonl(text: str, path: Path) -> list[tuple[int, dict[str, Any]]]:
 _POSITION = re.compile(r"^(?P<path>.*?):(?P<line>\d+):(?P<col>\d+): ")
 
 
-def _validate_rows(rows: list[tuple[int, dict[str, Any]]], path: Path, config: Config,
+def validate_rows(rows: list[tuple[int, dict[str, Any]]], path: Path, config: Config,
                    env: dict[str, str]) -> list[Subscriber]:
     """Validate imported rows with the rules of `validate` and the file's settings as defaults:
     each row becomes one line of a generated YAML document, so a problem maps back to its row."""
@@ -178,7 +178,8 @@ def _validate_rows(rows: list[tuple[int, dict[str, Any]]], path: Path, config: C
         if not isinstance(item, dict):
             raise ConfigError(f"{path}:{n}: expected an object with 'email', 'keywords' ...")
     settings_raw = yaml.safe_load(config.path.read_text(encoding="utf-8")).get("newsletter")
-    lines = ["subscribers:"] + [f"  - {json.dumps(item, ensure_ascii=False)}" for _, item in rows]
+    lines = ["subscribers:"] + [f"  - {json.dumps({k: v for k, v in item.items() if v is not None}, ensure_ascii=False)}"
+                                for _, item in rows]
     lines.append(f"newsletter: {json.dumps(settings_raw, ensure_ascii=False, default=str)}")
     try:
         parsed = loads("\n".join(lines) + "\n", path, env)
@@ -210,10 +211,10 @@ def read_import(path: Path, config: Config, env: dict[str, str], fmt: str | None
         if isinstance(root, dict) and "newsletter" in root:
             return list(loads(text, path, env).subscribers)  # a whole subscribers file: its own positions
         if isinstance(root, dict) and isinstance(root.get("subscribers"), list):
-            return _validate_rows([(i + 1, s) for i, s in enumerate(root["subscribers"])], path, config, env)
+            return validate_rows([(i + 1, s) for i, s in enumerate(root["subscribers"])], path, config, env)
         raise ConfigError(f"{path}: expected a 'subscribers:' list (the schema of subscribers.yaml)")
     rows = _rows_csv(text, path) if fmt == "csv" else _rows_jsonl(text, path)
-    return _validate_rows(rows, path, config, env)
+    return validate_rows(rows, path, config, env)
 
 
 def import_subscribers(config: Config, store: Store, subscribers: Sequence[Subscriber], now: datetime,

@@ -203,6 +203,7 @@ class Store:
         # process creates the same file at the same moment: retry for a while.
         for attempt in range(100):
             try:
+                self.version()  # refuse an unrelated database before changing anything in it
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=FULL")
                 self.upgrade()

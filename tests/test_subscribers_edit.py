@@ -24,8 +24,6 @@ EDITS = {
     "remove_keyword": ["set", "grace@example.org", "--remove-keyword", "causal*"],
     "add_exclude": ["set", "grace@example.org", "--add-exclude", "survey"],
     "remove": ["remove", "ada@example.org"],
-    "pause": ["pause", "grace@example.org"],
-    "resume": ["resume", "grace@example.org"],
 }
 
 
@@ -38,8 +36,6 @@ def subscribers_file(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("name", sorted(EDITS))
 def test_each_edit_matches_its_golden_file(name: str, subscribers_file: Path) -> None:
-    if name == "resume":
-        assert run("--file", str(subscribers_file), "subscribers", "pause", "grace@example.org") == 0
     assert run("--quiet", "--file", str(subscribers_file), "subscribers", *EDITS[name]) == 0
     golden = GOLDEN / f"{name}.yaml"
     if REGEN:
@@ -47,12 +43,47 @@ def test_each_edit_matches_its_golden_file(name: str, subscribers_file: Path) ->
     assert subscribers_file.read_text() == golden.read_text()
 
 
-def test_resume_restores_the_original_bytes(subscribers_file: Path) -> None:
+def _state(path: Path, email: str, capsys: pytest.CaptureFixture[str]) -> str:
+    import json
+
+    capsys.readouterr()
+    assert run("--file", str(path), "status", "--json") == 0
+    return next(s["state"] for s in json.loads(capsys.readouterr().out)["subscribers"] if s["email"] == email)
+
+
+def test_pause_and_resume_are_state_and_leave_the_file_alone(subscribers_file: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
     before = subscribers_file.read_bytes()
     assert run("--file", str(subscribers_file), "subscribers", "pause", "grace@example.org") == 0
-    assert subscribers_file.read_bytes() != before
+    assert subscribers_file.read_bytes() == before
+    assert _state(subscribers_file, "grace@example.org", capsys) == "paused"
     assert run("--file", str(subscribers_file), "subscribers", "resume", "grace@example.org") == 0
     assert subscribers_file.read_bytes() == before
+    assert _state(subscribers_file, "grace@example.org", capsys) == "active"
+
+
+def test_resume_drops_a_pause_written_in_the_file(subscribers_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from newsletter import subscribers
+
+    subscribers.edit(subscribers_file, subscribers.flag("grace@example.org", "paused", True))  # an editor's pause
+    assert "paused: true" in subscribers_file.read_text()
+    assert _state(subscribers_file, "grace@example.org", capsys) == "paused"
+    assert run("--file", str(subscribers_file), "subscribers", "resume", "grace@example.org") == 0
+    assert "paused" not in subscribers_file.read_text()
+    assert _state(subscribers_file, "grace@example.org", capsys) == "active"
+
+
+def test_set_is_one_transaction(subscribers_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """D3: a refused change refuses the whole `set`; the name change is not written either."""
+    before = subscribers_file.read_bytes()
+    assert run("--file", str(subscribers_file), "subscribers", "set", "ada@example.org", "name", "Ada L",
+               "--add-exclude", '"unclosed') == 2
+    assert "unclosed quote" in capsys.readouterr().err
+    assert subscribers_file.read_bytes() == before
+    assert run("--file", str(subscribers_file), "subscribers", "set", "ada@example.org", "name", "Ada L",
+               "--add-exclude", "benchmark") == 0
+    text = subscribers_file.read_text()
+    assert "name: Ada L" in text and "benchmark" in text
 
 
 @pytest.mark.parametrize(("args", "message"), [

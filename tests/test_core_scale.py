@@ -1,0 +1,215 @@
+"""The core at scale: store-held subscribers (import, export, edits, conflicts), claims that hold
+however long a run lasts (D2), secrets reaching `run` (D1), schema upgrades, state size."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from conftest import run, write_config
+from newsletter import pipeline
+from newsletter.config import load
+from newsletter.credentials import Secrets
+from newsletter.store import Store
+
+AT = "2026-11-27T09:00:00+00:00"
+NOW = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
+
+
+def _rows(n: int, start: int = 0) -> list[dict[str, object]]:
+    return [{"email": f"reader{i:04d}@example.org", "keywords": ['"language model"', "causal*"],
+             "max_entries": 2, "timezone": "Europe/London" if i % 2 else "UTC"} for i in range(start, start + n)]
+
+
+def _jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _status(project: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, object]]:
+    capsys.readouterr()
+    assert run("--file", str(project), "status", "--json") == 0
+    return {s["email"]: s for s in json.loads(capsys.readouterr().out)["subscribers"]}
+
+
+def test_import_send_export_round_trip(smtp_server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recorder, port = smtp_server
+    project = write_config(tmp_path, port=port)
+    assert run("--file", str(project), "subscribers", "import", str(_jsonl(tmp_path / "list.jsonl", _rows(30)))) == 0
+    assert "imported 30 subscribers" in capsys.readouterr().out
+    assert run("--file", str(project), "validate") == 0
+    assert "ok (3 subscribers, 30 in the state store, 1 sources)" in capsys.readouterr().out
+    assert run("--file", str(project), "send", "--at", AT) == 0
+    rcpts = {r for _, rs, _ in recorder.messages for r in rs}
+    assert {f"reader{i:04d}@example.org" for i in range(30)} <= rcpts
+    info = _status(project, capsys)
+    assert info["reader0007@example.org"]["home"] == "store"
+    assert info["reader0007@example.org"]["last_issue"]["status"] == "sent"
+    # export -> import into a new state gives the same subscribers
+    out = tmp_path / "export.jsonl"
+    assert run("--file", str(project), "subscribers", "export", "--format", "jsonl", "--out", str(out)) == 0
+    exported = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(exported) == 30 and exported[1]["timezone"] == "Europe/London"
+    other = tmp_path / "other.sqlite3"
+    assert run("--file", str(project), "--state", str(other), "subscribers", "import", str(out)) == 0
+    out2 = tmp_path / "export2.jsonl"
+    assert run("--file", str(project), "--state", str(other), "subscribers", "export", "--out", str(out2)) == 0
+    assert out2.read_text() == out.read_text()
+    for fmt in ("csv", "yaml"):
+        path = tmp_path / f"export.{fmt}"
+        assert run("--file", str(project), "subscribers", "export", "--format", fmt, "--out", str(path)) == 0
+        state = tmp_path / f"{fmt}.sqlite3"
+        assert run("--file", str(project), "--state", str(state), "subscribers", "import", str(path)) == 0
+        with Store(state) as a, Store(project.parent / ".newsletter" / "state.sqlite3") as b:
+            assert a.subscribers_page(limit=100) == b.subscribers_page(limit=100)
+
+
+def test_a_bad_row_imports_nothing_and_names_its_row(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    project = write_config(tmp_path)
+    csv = tmp_path / "list.csv"
+    csv.write_text("email,keywords,timezone\nok@example.org,model,UTC\nbad@example.org,\"\"\"unclosed\",UTC\n"
+                   "worse@example.org,model,Mars/Olympus\n")
+    assert run("--file", str(project), "subscribers", "import", str(csv)) == 2
+    err = capsys.readouterr().err
+    assert f"{csv}:3: subscribers[1] (bad@example.org).keywords[0]: unclosed quote" in err
+    assert f"{csv}:4: subscribers[2] (worse@example.org).timezone: unknown time zone 'Mars/Olympus'" in err
+    with Store(tmp_path / ".newsletter" / "state.sqlite3") as store:
+        assert store.subscriber_count() == 0
+
+
+def test_an_address_in_the_file_and_the_store_is_a_validation_error(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    project = write_config(tmp_path)
+    list_file = _jsonl(tmp_path / "l.jsonl", [{"email": "ADA@example.org", "keywords": ["x"]}])
+    assert run("--file", str(project), "subscribers", "import", str(list_file)) == 2
+    assert "defined in" in capsys.readouterr().err  # refused at import
+    with Store(tmp_path / ".newsletter" / "state.sqlite3") as store:  # a store that got it anyway
+        config = load(project)
+        store.add_subscribers([config.subscriber("ada@example.org")], NOW)  # type: ignore[list-item]
+    assert run("--file", str(project), "validate") == 2
+    err = capsys.readouterr().err
+    assert "subscriber 'ada@example.org' is defined both in this file and in the state store" in err
+    assert str(project) in err and "state.sqlite3" in err
+
+
+def test_store_held_subscribers_are_edited_in_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    project = write_config(tmp_path)
+    before = project.read_bytes()
+    assert run("--file", str(project), "subscribers", "add", "eve@example.org", "--store", "--keyword", "RAG",
+               "--timezone", "Asia/Tokyo") == 0
+    assert run("--file", str(project), "subscribers", "set", "eve@example.org", "name", "Eve",
+               "--add-keyword", "distill*", "--remove-keyword", "RAG") == 0
+    assert run("--file", str(project), "subscribers", "set", "eve@example.org", "name", "Evelyn",
+               "--add-exclude", '"unclosed') == 2  # one transaction: nothing changes
+    capsys.readouterr()
+    assert run("--file", str(project), "subscribers", "show", "eve@example.org") == 0
+    out = capsys.readouterr().out
+    assert "name:        Eve\n" in out and "keywords:    distill*\n" in out and "Asia/Tokyo" in out
+    assert "lives in:    the state store" in out
+    assert run("--file", str(project), "subscribers", "add", "eve@example.org", "--keyword", "x") == 2
+    assert run("--file", str(project), "subscribers", "pause", "eve@example.org") == 0
+    assert _status(project, capsys)["eve@example.org"]["state"] == "paused"
+    assert run("--file", str(project), "subscribers", "remove", "eve@example.org") == 0
+    assert "eve@example.org" not in _status(project, capsys)
+    assert project.read_bytes() == before
+
+
+def test_claims_hold_however_long_a_send_lasts(smtp_server, tmp_path: Path) -> None:
+    """D2: with a 2-second lease and a clock that runs 1 s per look, a second `send` started in the
+    middle of the first takes none of its claims: 20 issues, 20 messages."""
+    recorder, port = smtp_server
+    subs = "".join(f"  - email: u{i:02d}@example.org\n    keywords: [model]\n" for i in range(20))
+    project = write_config(tmp_path, port=port, subscribers=subs)
+    config = load(project)
+    state = tmp_path / "state.sqlite3"
+    ticks = [NOW]
+    lock = threading.Lock()
+
+    def clock() -> datetime:
+        with lock:
+            ticks[0] += timedelta(seconds=1)
+            return ticks[0]
+
+    with Store(state) as store:
+        from newsletter import ingest
+
+        ingest.ingest_sources(store, config, NOW)
+    second: list[pipeline.SendReport] = []
+
+    def progress(outcome: object) -> None:
+        if len(recorder.messages) == 5 and not second:
+            def other() -> None:
+                with Store(state) as s2:
+                    second.append(pipeline.send(config, s2, NOW, secrets=Secrets(), clock=clock,
+                                                lease=timedelta(seconds=2), owner="other-host:1"))
+            t = threading.Thread(target=other)
+            t.start()
+            t.join()
+
+    with Store(state) as store:
+        first = pipeline.send(config, store, NOW, secrets=Secrets(), clock=clock, lease=timedelta(seconds=2),
+                              progress=progress)  # type: ignore[arg-type]
+    assert second and second[0].sent == []
+    assert len(first.sent) == 20 and len(recorder.messages) == 20
+
+
+def test_run_signs_with_the_dkim_key_from_the_environment(smtp_server, tmp_path: Path) -> None:
+    """D1: the service reads NEWSLETTER_DKIM_KEY_FILE the same way `send` does."""
+    import subprocess
+
+    from newsletter.scheduler import Service
+
+    recorder, port = smtp_server
+    key = tmp_path / "dkim.key"
+    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+    project = write_config(tmp_path, port=port, extra="  dkim: {domain: example.org, selector: s1}\n")
+    service = Service(project, None, {"NEWSLETTER_DKIM_KEY_FILE": str(key)}, port=None, clock=lambda: NOW)
+    service.fetch()
+    report = service.send_now()
+    assert report.sent and not report.failed
+    assert all(raw.startswith(b"DKIM-Signature:") for _, _, raw in recorder.messages)
+
+
+def test_a_state_file_of_the_previous_release_is_upgraded(tmp_path: Path) -> None:
+    from newsletter.store import _V1, SCHEMA_VERSION
+
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(_V1)
+    db.execute("INSERT INTO meta VALUES ('schema', '1')")
+    db.execute("INSERT INTO subscriber_state (email, unsubscribed_at) VALUES ('gone@example.org', '2026-01-01')")
+    db.commit()
+    db.close()
+    with Store(path) as store:
+        assert store.version() == SCHEMA_VERSION
+        assert store.unsubscribed() == {"gone@example.org"}
+        assert store.subscriber_count() == 0
+
+
+def test_an_unrelated_database_is_refused_and_left_untouched(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "other.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE notes (body TEXT)")
+    db.commit()
+    db.close()
+    before = path.read_bytes()
+    project = write_config(tmp_path)
+    assert run("--file", str(project), "--state", str(path), "ingest") == 1
+    assert "not a newsletter state file" in capsys.readouterr().err
+    assert path.read_bytes() == before
+
+
+def test_a_delivered_issue_keeps_no_message_bytes(smtp_server, tmp_path: Path) -> None:
+    recorder, port = smtp_server
+    project = write_config(tmp_path, port=port)
+    assert run("--file", str(project), "send", "--at", AT) == 0
+    db = sqlite3.connect(tmp_path / ".newsletter" / "state.sqlite3")
+    rows = db.execute("SELECT status, length(message) FROM issues WHERE status='sent'").fetchall()
+    db.close()
+    assert rows and all(size is None for _, size in rows)
+    assert recorder.messages
