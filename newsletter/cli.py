@@ -323,6 +323,8 @@ def cmd_send(args: argparse.Namespace) -> int:
         print(f"error: {report.stopped}", file=sys.stderr)
     _say(args, f"sent {len(report.sent)}, retrying {len(report.retrying)}, failed {len(report.failed)}, "
                f"nothing to send {len(report.empty)}")
+    if args.verbose:
+        print("stages: " + ", ".join(f"{k} {v:.2f} s" for k, v in report.stages.items()), file=sys.stderr)
     if report.failed or report.retrying or report.stopped or report.expired:
         raise PartialDeliveryError(f"{len(report.failed) + len(report.retrying) + len(report.expired)} "
                                    "deliveries did not go through (listed above); see `newsletter status`")

@@ -12,6 +12,7 @@ after a crash at most the messages in flight plus one group could go out twice.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -47,6 +48,12 @@ class SendReport:
     skipped: list[NotDue] = field(default_factory=list)
     not_due: int = 0
     lost_claims: int = 0
+    stages: dict[str, float] = field(default_factory=dict)  # seconds per stage: due, build, record, deliver
+
+    def timed(self, stage: str, since: float) -> float:
+        now = time.perf_counter()
+        self.stages[stage] = self.stages.get(stage, 0.0) + now - since
+        return now
 
     def skip(self, items: Sequence[NotDue]) -> None:
         self.not_due += len(items)
@@ -177,20 +184,26 @@ class _Run:
     async def main(self, now: datetime, only: str | Collection[str] | None, group: tuple[str, str] | None,
                    catch_up: timedelta | None, outbox: Path | None, batch: int) -> None:
         self.sender = _sender(self.config, outbox, self.stopping)
+        report = self.report
+        t = time.perf_counter()
         await self.leftovers(only, batch)
+        t = report.timed("leftovers", t)
         for due, skipped in due_batches(self.config, self.store, now, only=only, group=group,
                                         catch_up=catch_up, size=batch):
+            t = report.timed("due", t)
             if self.stopping():
                 return
-            self.report.skip(skipped)
+            report.skip(skipped)
             built = self.builder.build(due)
+            t = report.timed("build", t)
             new = set(self.ledger.record([b.to_record() for b in built]))
-            self.report.built += len(new)
-            self.report.empty.extend((b.subscriber.email, b.reason) for b in built
-                                     if not b.sends and b.issue.id in new)
+            t = report.timed("record", t)
+            report.built += len(new)
+            report.empty.extend((b.subscriber.email, b.reason) for b in built if not b.sends and b.issue.id in new)
             jobs = [self.job(b.issue.id, b.subscriber.email, b.message) for b in built
                     if b.message is not None and b.issue.id in new]
             await self.deliver(jobs)
+            t = report.timed("deliver", t)
 
     async def leftovers(self, only: str | Collection[str] | None, batch: int) -> None:
         """Pending issues of earlier runs (killed, or due for another attempt), page by page."""

@@ -62,6 +62,7 @@ CREATE TABLE subscribers (
 ALTER TABLE subscriber_state ADD COLUMN paused_at TEXT;
 ALTER TABLE subscriber_state ADD COLUMN bounced_at TEXT;
 ALTER TABLE issues ADD COLUMN expires_at TEXT;
+ALTER TABLE issues ADD COLUMN size INTEGER;
 CREATE INDEX issues_pending ON issues(status, next_attempt) WHERE status = 'pending';
 """,
 }
@@ -449,11 +450,12 @@ class Store:
                 claimed = n.status == "pending" and owner is not None
                 cur = db.execute(
                     "INSERT OR IGNORE INTO issues (id, subscriber, slot, built_at, status, subject, message_id, "
-                    "message, entry_count, last_error, claimed_by, claim_until, expires_at) "
-                    f"VALUES ({_marks(13)})",
+                    "message, entry_count, last_error, claimed_by, claim_until, expires_at, size) "
+                    f"VALUES ({_marks(14)})",
                     (n.id, n.subscriber, _ts(n.slot), _ts(n.built_at), n.status, n.subject, n.message_id,
                      n.message, len(n.entry_ids), n.note, owner if claimed else None,
-                     _ts(claim_until) if claimed else None, _ts(n.expires_at)))
+                     _ts(claim_until) if claimed else None, _ts(n.expires_at),
+                     len(n.message) if n.message is not None else None))
                 if cur.rowcount == 0:
                     continue
                 added.append(n.id)
