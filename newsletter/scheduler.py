@@ -179,13 +179,18 @@ class Service:
         self.scheduler.add_job(self._run_reload, "interval", seconds=self.reload_every, id="reload",
                                coalesce=True, max_instances=1)
         self.scheduler.start()
-        secret = self.env.get("NEWSLETTER_SECRET")
-        if self.port is not None and secret:
-            from newsletter import web
+        from newsletter import web
+        from newsletter.tokens import signing_secrets
 
-            app = web.UnsubscribeApp(secret, lambda a: pipeline.unsubscribe(
-                self.config_path, self.state_path, a, self.clock(), self.env), self.config.settings.title)
-            self.server = await web.start(app, self.host, self.port)
+        secret = self.env.get("NEWSLETTER_SECRET")
+        endpoint: web.Running | None = None
+        if self.port is not None and secret:
+            def record(address: str) -> None:
+                pipeline.unsubscribe(self.config_path, self.state_path, address, self.clock(), self.env)
+
+            app = web.unsubscribe_app(record, signing_secrets(self.env), title=self.config.settings.title,
+                                      hosts=web.allowed_hosts(self.config.settings.base_url, self.host))
+            endpoint = await web.start(app, self.host, self.port)
         elif self.port is not None:
             log.warning("NEWSLETTER_SECRET is not set: the unsubscribe endpoint is off")
         log.info("running: %d jobs; next: %s", len(self.scheduler.get_jobs()), self.next_runs())
@@ -193,9 +198,8 @@ class Service:
         self.scheduler.shutdown(wait=False)
         async with self._lock:  # wait for an in-flight pipeline step to finish its transactions
             pass
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
+        if endpoint is not None:
+            await endpoint.stop()
 
     def next_runs(self) -> str:
         assert self.scheduler is not None
@@ -208,22 +212,24 @@ async def serve(config_path: Path, state_path: Path, env: Mapping[str, str], hos
                 ready: Callable[[int], None] | None = None) -> None:
     """`newsletter serve`: only the unsubscribe endpoint."""
     from newsletter import web
+    from newsletter.tokens import signing_secrets
 
-    secret = env.get("NEWSLETTER_SECRET")
-    if not secret:
+    if not env.get("NEWSLETTER_SECRET"):
         raise ConfigError("NEWSLETTER_SECRET is not set: it verifies the unsubscribe tokens")
     config = load(config_path, env)
-    app = web.UnsubscribeApp(secret, lambda a: pipeline.unsubscribe(
-        config_path, state_path, a, datetime.now(timezone.utc), dict(env)), config.settings.title)
-    server = await web.start(app, host, port)
-    bound = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]  # a Server has sockets
-    print(f"serving unsubscribe on http://{host}:{bound}/unsubscribe/<token>", flush=True)
+
+    def record(address: str) -> None:
+        pipeline.unsubscribe(config_path, state_path, address, datetime.now(timezone.utc), dict(env))
+
+    app = web.unsubscribe_app(record, signing_secrets(env), title=config.settings.title,
+                              hosts=web.allowed_hosts(config.settings.base_url, host))
+    running = await web.start(app, host, port)
+    print(f"serving unsubscribe on http://{host}:{running.port}/unsubscribe/<token>", flush=True)
     if ready:
-        ready(bound)
+        ready(running.port)
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, done.set)
     await done.wait()
-    server.close()
-    await server.wait_closed()
+    await running.stop()

@@ -13,7 +13,7 @@ import binascii
 import hashlib
 import hmac
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from enum import StrEnum
 
@@ -109,3 +109,10 @@ def verify(token: str, secret: str | Sequence[str]) -> str | None:
 
 
 _NEVER = datetime.min.replace(tzinfo=timezone.utc)  # `now` for tokens that cannot expire
+
+
+def signing_secrets(env: Mapping[str, str]) -> list[str]:
+    """NEWSLETTER_SECRET first (it signs), then the earlier secrets in NEWSLETTER_SECRET_PREVIOUS
+    (separated by spaces), still accepted so that links in mail already sent keep working."""
+    current = env.get("NEWSLETTER_SECRET")
+    return ([current] if current else []) + env.get("NEWSLETTER_SECRET_PREVIOUS", "").split()
