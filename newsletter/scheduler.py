@@ -227,9 +227,5 @@ async def serve(config_path: Path, state_path: Path, env: Mapping[str, str], hos
     print(f"serving unsubscribe on http://{host}:{running.port}/unsubscribe/<token>", flush=True)
     if ready:
         ready(running.port)
-    loop = asyncio.get_running_loop()
-    done = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, done.set)
-    await done.wait()
+    await web.until_signal()
     await running.stop()

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 
 from newsletter.rendering import environment
 
@@ -23,3 +23,8 @@ class Pages:
         html = self.env.get_template(f"pages/{name}.html.j2").render(
             **self.common, **context, nonce=request.scope.get("state", {}).get("nonce", ""))
         return HTMLResponse(html, status_code=status, headers=headers)
+
+
+async def no_icon(request: Request) -> Response:
+    """/favicon.ico: browsers ask for one, and a 404 would show as an error in their console."""
+    return Response(status_code=204)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,3 +66,12 @@ async def start(app: ASGIApp, host: str, port: int) -> Running:
     bound = sock.getsockname()[1]
     log.debug("listening on %s:%d", host, bound)
     return Running(server, task, host, bound)
+
+
+async def until_signal() -> None:
+    """Wait for SIGTERM or SIGINT (for `serve` and the workbench, which only serve)."""
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, done.set)
+    await done.wait()

@@ -25,7 +25,7 @@ from starlette.types import ASGIApp
 
 from newsletter.tokens import Purpose, check
 from newsletter.web.guard import Guard
-from newsletter.web.pages import Pages
+from newsletter.web.pages import Pages, no_icon
 
 log = logging.getLogger("newsletter.web")
 MAX_BODY = 64 * 1024  # the one-click body is 26 bytes
@@ -64,10 +64,6 @@ def unsubscribe_app(unsubscribe: Callable[[str], None], secrets: Sequence[str], 
 
     async def health(request: Request) -> Response:
         return PlainTextResponse("ok\n")
-
-    async def no_icon(request: Request) -> Response:
-        return Response(status_code=204)  # browsers ask for one; a 404 would be logged as an error
-
     async def not_found(request: Request, exc: Exception) -> Response:
         if isinstance(exc, HTTPException) and exc.status_code == 405:
             return pages.render(request, "message", 405, headers=exc.headers, heading="Method not allowed",
