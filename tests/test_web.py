@@ -241,3 +241,19 @@ def test_newsletter_serve_end_to_end(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
+
+
+def test_a_port_in_use_is_a_clear_error() -> None:
+    import asyncio
+    import socket
+
+    from newsletter.errors import ConfigError
+    from newsletter.web import start
+
+    app = unsubscribe_app([].append, [SECRET], title="T", hosts=allowed_hosts(None, "127.0.0.1"))
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError) as exc:
+            asyncio.run(start(app, "127.0.0.1", port))
+    assert str(exc.value) == (f"cannot listen on 127.0.0.1:{port}: Address already in use "
+                              "(choose another --host or --port)")

@@ -42,11 +42,18 @@ class Running:
 
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto named explicitly: asyncio turns Nagle off only on IPPROTO_TCP sockets, and with it on
+    # every keep-alive response waits 40 ms for a delayed ACK (23 requests/s instead of thousands)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
-        return socket.create_server((host.strip("[]"), port), family=family)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.listen(128)
     except OSError as exc:
+        sock.close()
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc} "
                           "(choose another --host or --port)") from exc
+    return sock
 
 
 async def start(app: ASGIApp, host: str, port: int) -> Running:
