@@ -269,23 +269,21 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def _serve_workbench(args: argparse.Namespace) -> int:
-    from newsletter.workbench import Workbench, make_server
+    import asyncio
+
+    from newsletter.workbench import Workbench, serve
 
     _config(args)  # a broken file is reported now, not as a blank page
     bench = Workbench(args.file, _state_path(args), dict(os.environ), at=args.at, fetch=not args.no_fetch)
-    server = make_server(bench, args.port)
-    url = f"http://127.0.0.1:{server.server_address[1]}/"
-    print(f"preview workbench on {url} (Ctrl-C to stop)", flush=True)
-    if args.open:
-        import webbrowser
 
-        webbrowser.open(url)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    def ready(url: str) -> None:
+        print(f"preview workbench on {url} (Ctrl-C to stop; the address holds this run's key)", flush=True)
+        if args.open:
+            import webbrowser
+
+            webbrowser.open(url)
+
+    asyncio.run(serve(bench, args.port, ready))
     return 0
 
 

@@ -1,7 +1,7 @@
 """Secrets, read once from the environment at the configuration edge and handed to every command
 (`send`, `run`, `serve`, `preview`) the same way. They never live in YAML, logs or previews.
 
-- NEWSLETTER_SECRET signs links (unsubscribe, ...); NEWSLETTER_SECRET_PREVIOUS (comma-separated)
+- NEWSLETTER_SECRET signs links (unsubscribe, ...); NEWSLETTER_SECRET_PREVIOUS (separated by commas or spaces)
   keeps verifying links signed with rotated-out secrets.
 - NEWSLETTER_DKIM_KEY_FILE names the PEM private key of the DKIM selector.
 - The SMTP password (NEWSLETTER_SMTP_PASSWORD) is read by the configuration loader with the rest of
@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,8 +50,8 @@ def read(env: Mapping[str, str]) -> Secrets:
     """Read and check every secret once; raises ConfigError naming the variable."""
     raw = env.get("NEWSLETTER_SECRET") or None
     secret = _checked("NEWSLETTER_SECRET", raw) if raw else None
-    previous = tuple(_checked("NEWSLETTER_SECRET_PREVIOUS", s.strip())
-                     for s in (env.get("NEWSLETTER_SECRET_PREVIOUS") or "").split(",") if s.strip())
+    previous = tuple(_checked("NEWSLETTER_SECRET_PREVIOUS", s)
+                     for s in re.split(r"[,\s]+", env.get("NEWSLETTER_SECRET_PREVIOUS") or "") if s)
     key = None
     path = env.get("NEWSLETTER_DKIM_KEY_FILE")
     if path:

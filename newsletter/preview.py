@@ -1,7 +1,13 @@
-"""Previews: the issue each subscriber would get now, written as files. Never touches delivery state."""
+"""Previews: the issue each subscriber would get now, written as files. Never touches delivery state.
+
+The files hold working links (with their tokens) and every address: they are written readable by
+their owner only (0600, in a 0700 folder when we create it).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,8 +38,20 @@ class PreviewRow:
 
 
 def file_stem(email: str) -> str:
-    """A safe file name for an address: ada@example.org -> ada@example.org."""
-    return re.sub(r"[^A-Za-z0-9._@+-]", "_", email)
+    """A safe file name for an address, one per address: ada@example.org -> ada@example.org, and when
+    characters had to be replaced a hash of the address keeps names apart (jörg@ and jürg@ would
+    both be j_rg@): jörg@example.org -> j_rg@example.org~90eb4897ed2f."""
+    stem = re.sub(r"[^A-Za-z0-9._@+-]", "_", email)
+    if stem == email:
+        return stem
+    return f"{stem}~{hashlib.sha256(email.encode()).hexdigest()[:12]}"  # "~" is never in a plain stem
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write `data` to `path` as mode 0600, whatever the umask and whatever mode the file had."""
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+        os.fchmod(f.fileno(), 0o600)  # an existing file keeps its old mode through O_CREAT
+        f.write(data)
 
 
 def build_rows(config: Config, store: Store, now: datetime, only: str | None,
@@ -55,15 +73,16 @@ def build_rows(config: Config, store: Store, now: datetime, only: str | None,
 def write(config: Config, store: Store, now: datetime, out: Path, *, only: str | None = None,
           secret: str | None = None) -> list[PreviewRow]:
     rows, planned = build_rows(config, store, now, only, secret)
-    out.mkdir(parents=True, exist_ok=True)
+    if not out.exists():
+        out.mkdir(parents=True, mode=0o700)
     for p in planned:
         if p.rendered is None or p.message is None:
             continue
         stem = file_stem(p.subscriber.email)
-        (out / f"{stem}.html").write_text(p.rendered.html, encoding="utf-8")
-        (out / f"{stem}.txt").write_text(p.rendered.text, encoding="utf-8")
-        (out / f"{stem}.eml").write_bytes(p.message)
+        _write_private(out / f"{stem}.html", p.rendered.html.encode("utf-8"))
+        _write_private(out / f"{stem}.txt", p.rendered.text.encode("utf-8"))
+        _write_private(out / f"{stem}.eml", p.message)
     index = environment(None).get_template("preview_index.html.j2").render(
         title=config.settings.title, at=f"{now:%Y-%m-%d %H:%M} UTC", rows=rows)
-    (out / "index.html").write_text(index, encoding="utf-8")
+    _write_private(out / "index.html", index.encode("utf-8"))
     return rows

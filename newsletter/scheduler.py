@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -27,6 +28,9 @@ from newsletter.models import Config
 from newsletter.schedule import Schedule
 from newsletter.deployment import Deployment
 from newsletter.roster import Roster
+
+if TYPE_CHECKING:
+    from newsletter.web import Running
 
 log = logging.getLogger("newsletter.run")
 CATCH_UP = timedelta(hours=6)
@@ -47,7 +51,7 @@ class Service:
         self._stamp = self._file_stamp()
         self.stopping = threading.Event()
         self.scheduler: AsyncIOScheduler | None = None
-        self.server: asyncio.AbstractServer | None = None
+        self.endpoint: Running | None = None
         self._lock = asyncio.Lock()
 
     @property
@@ -161,22 +165,22 @@ class Service:
         self.reload()
 
     async def _start_endpoint(self) -> None:
-        secret = self.dep.secrets.link_secret
-        if self.port is not None and secret:
-            from newsletter import web
+        """The reader-facing endpoint starts first: a slow source never keeps it down."""
+        from newsletter import web
 
-            def unsubscribe(address: str) -> bool:
-                return self.dep.unsubscribe(address, self.clock())
+        if self.port is not None and self.dep.secrets.link_secret:
+            def record(address: str) -> None:
+                self.dep.unsubscribe(address, self.clock())
 
-            app = web.UnsubscribeApp(secret, unsubscribe, self.config.settings.title)
-            self.server = await web.start(app, self.host, self.port)
+            app = web.unsubscribe_app(record, self.dep.secrets.verifying, title=self.config.settings.title,
+                                      hosts=web.allowed_hosts(self.config.settings.base_url, self.host))
+            self.endpoint = await web.start(app, self.host, self.port)
         elif self.port is not None:
             log.warning("NEWSLETTER_SECRET is not set: the unsubscribe endpoint is off")
 
     async def _stop_endpoint(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
+        if self.endpoint is not None:
+            await self.endpoint.stop()
 
     async def run(self, once: bool = False) -> None:
         """Start the endpoint, then fetch and catch up on what is due, then (unless once) keep
@@ -242,23 +246,17 @@ async def serve(config_path: Path, state_path: Path | None, env: Mapping[str, st
     from newsletter import web
 
     dep = Deployment.open(config_path, state_path, env)
-    secret = dep.secrets.link_secret
-    if not secret:
+    if not dep.secrets.link_secret:
         raise ConfigError("NEWSLETTER_SECRET is not set: it verifies the unsubscribe tokens")
 
-    def unsubscribe(address: str) -> bool:
-        return dep.unsubscribe(address, datetime.now(timezone.utc))
+    def record(address: str) -> None:
+        dep.unsubscribe(address, datetime.now(timezone.utc))
 
-    app = web.UnsubscribeApp(secret, unsubscribe, dep.config.settings.title)
-    server = await web.start(app, host, port)
-    bound = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]  # a Server has sockets
-    print(f"serving unsubscribe on http://{host}:{bound}/unsubscribe/<token>", flush=True)
+    app = web.unsubscribe_app(record, dep.secrets.verifying, title=dep.config.settings.title,
+                              hosts=web.allowed_hosts(dep.config.settings.base_url, host))
+    running = await web.start(app, host, port)
+    print(f"serving unsubscribe on http://{host}:{running.port}/unsubscribe/<token>", flush=True)
     if ready:
-        ready(bound)
-    loop = asyncio.get_running_loop()
-    done = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, done.set)
-    await done.wait()
-    server.close()
-    await server.wait_closed()
+        ready(running.port)
+    await web.until_signal()
+    await running.stop()

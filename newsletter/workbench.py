@@ -1,31 +1,44 @@
 """`newsletter preview --serve`: a local workbench showing exactly what each subscriber would get.
 
 Serves on 127.0.0.1 only. Every request renders from an in-memory copy of the state (ingest
-included), so nothing is ever sent or recorded. The page polls /api/version, a fingerprint of the
+included), so nothing is ever sent or recorded. The page polls api/version, a fingerprint of the
 templates, the subscribers file and the state file, and reloads itself when any of them changes.
+
+It shows every address on the list and raw messages, so it answers only loopback Host names (a
+page that DNS-rebinds its own name to 127.0.0.1 is refused) and only under a per-run key in the
+path; its links are signed with a per-run preview secret, never NEWSLETTER_SECRET, so a preview's
+unsubscribe link does nothing against the real service; the email is shown in a sandboxed frame.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import hmac
 import logging
 import re
+import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email import message_from_bytes, policy
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlparse
 
-from newsletter import ingest, pipeline
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from newsletter import ingest, pipeline, web
+from newsletter.addresses import normalise_address
 from newsletter.config import load
 from newsletter.errors import NewsletterError
 from newsletter.preview import GMAIL_CLIP_BYTES
 from newsletter.rendering import default_templates, environment
 from newsletter.store import Store
+from newsletter.web.pages import no_icon
 
 log = logging.getLogger("newsletter.workbench")
 _DARK_MEDIA = re.compile(r"@media\s*\(prefers-color-scheme:\s*dark\)")
@@ -47,12 +60,14 @@ class Rendered:
 
 class Workbench:
     def __init__(self, config_path: Path, state_path: Path, env: dict[str, str], *, at: datetime | None,
-                 fetch: bool) -> None:
+                 fetch: bool, preview_secret: str | None = None) -> None:
         self.config_path = config_path
         self.state_path = state_path
         self.env = env
         self.at = at
         self.fetch = fetch
+        # signs the preview's links: a token made with it is refused by `serve` and `run`
+        self.preview_secret = preview_secret or secrets.token_urlsafe(32)
         self._lock = threading.Lock()
         self._cache: tuple[str, dict[str, Any]] | None = None
         self._templates: Path | None = None
@@ -99,8 +114,7 @@ class Workbench:
             errors = []
             if self.fetch:
                 errors = [r.error for r in ingest.ingest_sources(store, config, now) if r.error]
-            planned, skipped = pipeline.plan(config, store, now, secret=self.env.get("NEWSLETTER_SECRET"),
-                                             upcoming=True)
+            planned, skipped = pipeline.plan(config, store, now, secret=self.preview_secret, upcoming=True)
         finally:
             store.close()
         issues: dict[str, Rendered] = {}
@@ -119,9 +133,14 @@ class Workbench:
         return {"version": version, "title": config.settings.title, "at": f"{now:%Y-%m-%d %H:%M} UTC",
                 "limit": GMAIL_CLIP_BYTES, "subscribers": rows, "source_errors": errors, "issues": issues}
 
+    def _find(self, email: str) -> Rendered | None:
+        """The subscriber's issue, whatever the case of the address asked for."""
+        issues: dict[str, Rendered] = self.state()["issues"]
+        wanted = normalise_address(email)
+        return next((r for e, r in issues.items() if normalise_address(e) == wanted), None)
+
     def issue(self, email: str) -> dict[str, Any] | None:
-        data = self.state()
-        found: Rendered | None = data["issues"].get(email)
+        found = self._find(email)
         if found is None:
             return None
         out: dict[str, Any] = {"email": found.email, "subject": found.subject, "reason": found.reason,
@@ -137,7 +156,7 @@ class Workbench:
         return out
 
     def email_html(self, email: str, theme: str) -> str | None:
-        found: Rendered | None = self.state()["issues"].get(email)
+        found = self._find(email)
         if found is None or found.html is None:
             return None
         if theme == "dark":  # show the dark stylesheet whatever the viewer's own setting
@@ -147,53 +166,72 @@ class Workbench:
         return found.html
 
 
-def _page() -> str:
-    env = environment(None)
-    return env.get_template("workbench.html.j2").render()
+PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; frame-src 'self'; "
+            "img-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'")
+# The email runs nothing, reaches nothing of ours, and may only be framed by the workbench itself.
+EMAIL_CSP = ("sandbox allow-popups allow-popups-to-escape-sandbox; default-src 'none'; style-src 'unsafe-inline'; "
+             "img-src https: http: data:; frame-ancestors 'self'")
+_STATIC = {"workbench.js": "text/javascript; charset=utf-8", "workbench.css": "text/css; charset=utf-8"}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    bench: Workbench
-    page: str
+def app(bench: Workbench, key: str) -> ASGIApp:
+    """The workbench under /<key>/, answering loopback Host names only."""
+    page = environment(None).get_template("workbench.html.j2").render()
+    static = {name: ((default_templates() / "static" / name).read_bytes(), ctype) for name, ctype in _STATIC.items()}
 
-    def log_message(self, fmt: str, *args: Any) -> None:
-        log.debug(fmt, *args)
+    def keyed(endpoint: Callable[[Request], Response]) -> Callable[[Request], Response]:
+        def checked(request: Request) -> Response:
+            if not hmac.compare_digest(request.path_params["key"].encode(), key.encode()):
+                return _unknown(request)
+            return endpoint(request)
+        return checked
 
-    def _send(self, status: int, body: bytes, ctype: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
+    def index(request: Request) -> Response:
+        return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_CSP})
 
-    def _json(self, data: Any, status: int = 200) -> None:
-        self._send(status, json.dumps(data, ensure_ascii=False).encode(), "application/json; charset=utf-8")
+    def asset(request: Request) -> Response:
+        found = static.get(request.path_params["name"])
+        if found is None:
+            return _unknown(request)
+        return Response(found[0], media_type=found[1])
 
-    def do_GET(self) -> None:  # noqa: N802
-        url = urlparse(self.path)
-        path = unquote(url.path)
-        query = parse_qs(url.query)
-        if path == "/":
-            self._send(200, self.page.encode(), "text/html; charset=utf-8")
-        elif path == "/api/version":
-            self._json({"version": self.bench.version()})
-        elif path == "/api/state":
-            data = self.bench.state()
-            self._json({k: v for k, v in data.items() if k != "issues"})
-        elif path.startswith("/api/issue/"):
-            found = self.bench.issue(path.removeprefix("/api/issue/"))
-            self._json(found if found else {"error": "no such subscriber"}, 200 if found else 404)
-        elif path.startswith("/email/"):
-            html = self.bench.email_html(path.removeprefix("/email/"), query.get("theme", ["auto"])[0])
-            if html is None:
-                self._send(404, b"nothing to send for this subscriber", "text/plain; charset=utf-8")
-            else:
-                self._send(200, html.encode(), "text/html; charset=utf-8")
-        else:
-            self._send(404, b"not found", "text/plain; charset=utf-8")
+    def version(request: Request) -> Response:
+        return JSONResponse({"version": bench.version()})
+
+    def state(request: Request) -> Response:
+        return JSONResponse({k: v for k, v in bench.state().items() if k != "issues"})
+
+    def issue(request: Request) -> Response:
+        found = bench.issue(request.path_params["email"])
+        return JSONResponse(found if found else {"error": "no such subscriber"}, 200 if found else 404)
+
+    def email(request: Request) -> Response:
+        html = bench.email_html(request.path_params["email"], request.query_params.get("theme", "auto"))
+        if html is None:
+            return PlainTextResponse("nothing to send for this subscriber", 404)
+        return HTMLResponse(html, headers={"Content-Security-Policy": EMAIL_CSP, "X-Frame-Options": "SAMEORIGIN"})
+
+    routes = [Route("/favicon.ico", no_icon), Route("/{key}/", keyed(index)), Route("/{key}/{name}", keyed(asset)),
+              Route("/{key}/api/version", keyed(version)), Route("/{key}/api/state", keyed(state)),
+              Route("/{key}/api/issue/{email:path}", keyed(issue)), Route("/{key}/email/{email:path}", keyed(email))]
+    starlette = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_found}, max_body_size=0)
+    starlette.router.redirect_slashes = False
+    return web.Guard(starlette, web.LOOPBACK)
 
 
-def make_server(bench: Workbench, port: int) -> ThreadingHTTPServer:
-    handler = type("Handler", (_Handler,), {"bench": bench, "page": _page()})
-    return ThreadingHTTPServer(("127.0.0.1", port), handler)
+def _unknown(request: Request) -> Response:
+    return PlainTextResponse("Not found. Open the address `newsletter preview --serve` printed: "
+                             "it holds this run's key.\n", 404)
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return _unknown(request)
+
+
+async def serve(bench: Workbench, port: int, ready: Callable[[str], None]) -> None:
+    """Serve on 127.0.0.1:port until SIGINT/SIGTERM; `ready(url)` gets the address with this run's key."""
+    key = secrets.token_urlsafe(24)
+    running = await web.start(app(bench, key), "127.0.0.1", port)
+    ready(f"http://127.0.0.1:{running.port}/{key}/")
+    await web.until_signal()
+    await running.stop()

@@ -99,33 +99,3 @@ def _state_of(project: Path, email: str) -> str:
     out = subprocess.run([sys.executable, "-m", "newsletter", "--file", str(project), "status", "--json"],
                          capture_output=True, text=True, check=True).stdout
     return next(s["state"] for s in json.loads(out)["subscribers"] if s["email"] == email)
-
-
-@pytest.mark.parametrize("mangle", ["forged", "altered", "truncated", "unknown"])
-def test_bad_tokens_get_the_same_answer_as_an_unknown_address(tmp_path: Path, mangle: str) -> None:
-    from newsletter.tokens import sign
-
-    project = write_config(tmp_path)
-    port = free_port()
-    env = {**os.environ, "NEWSLETTER_SECRET": SECRET}
-    proc = subprocess.Popen([sys.executable, "-m", "newsletter", "--file", str(project), "serve",
-                             "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        assert "serving unsubscribe on http://127.0.0.1:" in proc.stdout.readline()
-        good = sign("ada@example.org", SECRET)
-        token = {
-            "forged": sign("ada@example.org", "guessed-secret"),
-            "altered": good[:-3] + ("AAA" if not good.endswith("AAA") else "BBB"),
-            "truncated": good[: len(good) // 2],
-            "unknown": sign("stranger@example.org", SECRET),
-        }[mangle]
-        base = f"http://127.0.0.1:{port}/unsubscribe/"
-        answer = httpx.post(base + token)
-        reference = httpx.post(base + sign("stranger@example.org", SECRET))
-        assert answer.status_code == reference.status_code == 400
-        assert answer.text == reference.text
-        assert _state_of(project, "ada@example.org") == "active"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
