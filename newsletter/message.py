@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from newsletter.addresses import wire_form
 from newsletter.models import RenderedIssue, Settings, Subscriber
-from newsletter.rendering import header_text
+from newsletter.rendering import SharedText, header_text
 from newsletter.tokens import sign
 
 # RFC 5322 2.1.1: lines SHOULD be at most 78 characters and MUST be at most 998.
@@ -171,6 +171,27 @@ def qp(text: str) -> bytes:
     return out
 
 
+def qp_pieces(pieces: tuple[str, ...], whole: str) -> bytes:
+    """`whole` quoted-printable, from the pieces it was assembled from: each shared piece is encoded
+    once (kept on it) and pieces are joined by a soft line break where a line continues, which
+    decoding removes, so every piece starts a line and no line passes 76 characters."""
+    if not pieces:
+        return qp(whole)
+    out: list[bytes] = []
+    at_line_start = True
+    for piece in pieces:
+        wire = getattr(piece, "wire", None)
+        if wire is None:
+            wire = qp(piece)
+            if isinstance(piece, SharedText):
+                piece.wire = wire
+        if not at_line_start:
+            out.append(b"=\r\n")
+        out.append(wire)
+        at_line_start = piece.endswith("\n")
+    return b"".join(out)
+
+
 def _dot_safe(data: bytes) -> bytes:
     lines = data.split(b"\r\n")
     fixed: list[bytes] = []
@@ -218,8 +239,8 @@ def build(rendered: RenderedIssue, settings: Settings, subscriber: Subscriber,
     head = (CRLF.join(lines) + CRLF + CRLF).encode("utf-8")  # ASCII unless RFC 6532
     part = (f'--{boundary}\r\nContent-Type: text/%s; charset="utf-8"\r\n'
             "Content-Transfer-Encoding: quoted-printable\r\n\r\n")
-    return b"".join((head, (part % "plain").encode(), qp(rendered.text), b"\r\n",
-                     (part % "html").encode(), qp(rendered.html), b"\r\n",
+    return b"".join((head, (part % "plain").encode(), qp_pieces(rendered.text_pieces, rendered.text), b"\r\n",
+                     (part % "html").encode(), qp_pieces(rendered.html_pieces, rendered.html), b"\r\n",
                      f"--{boundary}--\r\n".encode()))
 
 

@@ -198,3 +198,23 @@ def test_signature_is_relaxed_both_ways_so_relays_rewhitespacing_does_not_break_
     spaced = head + b"\r\n\r\n" + re.sub(rb"(?<!=)\r\n", b"   \r\n", body)  # trailing spaces on body lines
     assert spaced != raw and _verify(spaced, record)
     assert not _verify(head + b"\r\n\r\n" + body.replace(b"language", b"lenguage", 1), record)
+
+
+def test_a_message_built_from_shared_pieces_decodes_to_the_rendered_parts() -> None:
+    from newsletter.rendering import SlotRenderer
+
+    cfg = config()
+    renderer = SlotRenderer(cfg.settings)
+    entries = tuple(Entry(id=f"e{i}", title=f"language model {i}", abstract=". language model " * (i * 9))
+                    for i in range(12))
+    matches = EntryIndex(entries).select(Profile.from_strings(cfg.subscribers[0].keywords))
+    for k in range(3):  # the second and third reuse the pieces' encoded form
+        issue = Issue(id=f"i{k}", subscriber=cfg.subscribers[0], slot=NOW, built_at=NOW, matches=tuple(matches))
+        r = renderer.render(issue, unsubscribe_url="https://u.example/x", change_url="mailto:c@example.org")
+        assert len(r.html_pieces) > 10
+        raw = messagelib.build(r, cfg.settings, cfg.subscribers[0], messagelib.UnsubscribeLinks(None, None), NOW)
+        assert b"\r\n." not in raw and b"\n" not in raw.replace(b"\r\n", b"")
+        assert max(len(line) for line in raw.split(b"\r\n\r\n", 1)[1].split(b"\r\n")) <= 76
+        msg = message_from_bytes(raw, policy=policy.default)
+        assert msg.get_body(("html",)).get_content().replace("\r\n", "\n") == r.html
+        assert msg.get_body(("plain",)).get_content().replace("\r\n", "\n") == r.text
