@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header
 from email.utils import format_datetime, parseaddr
+from functools import lru_cache
 from urllib.parse import quote
 
 from newsletter.addresses import wire_form
@@ -39,7 +40,12 @@ class UnsubscribeLinks:
 
 
 def sender_address(settings: Settings) -> str:
-    return parseaddr(settings.sender)[1]
+    return _parsed(settings.sender)[1]
+
+
+@lru_cache(maxsize=64)
+def _parsed(sender: str) -> tuple[str, str]:
+    return parseaddr(sender)  # the email package's parser is slow; a list has one sender
 
 
 def sender_domain(settings: Settings) -> str:
@@ -109,6 +115,7 @@ def _encoded_words(name: str, text: str) -> str:
     return Header(text, "utf-8", maxlinelen=SOFT_LIMIT - 2, header_name=name).encode(linesep=CRLF)
 
 
+@lru_cache(maxsize=4096)  # subscribers of one slot share a subject; encoding it is the slow part
 def _unstructured(name: str, text: str) -> str:
     """A header line (folded) for free text such as Subject."""
     text = header_text(text)
@@ -140,6 +147,7 @@ def _phrase_and_address(name: str, phrase: str, address: str) -> str:
     return f"{name}: {phrase}{sep}{address}"
 
 
+@lru_cache(maxsize=1024)
 def _mailbox(name: str, display: str | None, email: str) -> str:
     addr = wire_form(email)  # a UTF-8 local part stays UTF-8 (RFC 6532); only the name is encoded
     shown = header_text(display or "")
@@ -214,7 +222,7 @@ def build(rendered: RenderedIssue, settings: Settings, subscriber: Subscriber,
           links: UnsubscribeLinks, date: datetime) -> bytes:
     """The message as wire-form bytes (CRLF line ends, dot-safe). Every header value is either a
     constant, a validated address, or text that went through `header_text`."""
-    from_name, from_addr = parseaddr(settings.sender)
+    from_name, from_addr = _parsed(settings.sender)
     boundary = f"=_{rendered.issue.id[:24]}"  # "=_" never occurs in quoted-printable: no collision
     lines = [
         _mailbox("From", from_name, from_addr),

@@ -362,13 +362,14 @@ class SlotRenderer:
         self.env = env or environment(settings.templates)
         self.words = Catalogue(self.env, settings.language)
         self._queries: dict[str, Query] = {}
-        self._cards: dict[tuple[str, tuple[Hit, ...]], Card] = {}
+        self._cards: dict[tuple[str, tuple[tuple[str, str], ...]], Card] = {}
         self._html_cards: dict[str, SharedText] = {}
         self._text_cards: dict[tuple[str, int], SharedText] = {}
         self._frames: dict[str, tuple[list[SharedText], list[int]] | None] = {}
 
     def card(self, match: Match) -> Card:
-        key = (match.entry.id, match.hits)
+        # a card depends on which terms matched in which fields, not on the queries they came from
+        key = (match.entry.id, tuple(dict.fromkeys((h.term, h.field) for h in match.hits)))
         found = self._cards.get(key)
         if found is None:
             found = self._cards[key] = make_card(match, self.words, self._queries)
