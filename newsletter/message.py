@@ -1,23 +1,32 @@
-"""Pure: a rendered issue -> one RFC 5322 message (multipart/alternative, UTF-8) with all headers.
+"""Pure: a rendered issue -> one RFC 5322 message (multipart/alternative, UTF-8) in wire form.
 
 No header value is ever taken raw from data: names and titles pass `header_text`, which removes
-CR/LF and other controls and breaks `=?` so nothing can decode into a new header line.
+CR/LF and other controls and breaks `=?` so nothing can decode into a new header line. Every header
+line is at most 998 octets (folded at white space, or as RFC 2047 encoded words); the body is
+quoted-printable with CRLF line ends and no line that starts with "." (SMTP needs no dot-stuffing).
 """
 
 from __future__ import annotations
 
 import binascii
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header
-from email.utils import format_datetime, formataddr, parseaddr
+from email.utils import format_datetime, parseaddr
+from functools import lru_cache
 from urllib.parse import quote
 
 from newsletter.addresses import wire_form
 from newsletter.models import RenderedIssue, Settings, Subscriber
-from newsletter.rendering import header_text
+from newsletter.rendering import SharedText, header_text
 from newsletter.tokens import sign
+
+# RFC 5322 2.1.1: lines SHOULD be at most 78 characters and MUST be at most 998.
+SOFT_LIMIT = 78
+LINE_LIMIT = 998
+CRLF = "\r\n"
 
 
 @dataclass(frozen=True)
@@ -31,98 +40,220 @@ class UnsubscribeLinks:
 
 
 def sender_address(settings: Settings) -> str:
-    return parseaddr(settings.sender)[1]
+    return _parsed(settings.sender)[1]
+
+
+@lru_cache(maxsize=64)
+def _parsed(sender: str) -> tuple[str, str]:
+    return parseaddr(sender)  # the email package's parser is slow; a list has one sender
 
 
 def sender_domain(settings: Settings) -> str:
-    return sender_address(settings).rpartition("@")[2] or "localhost"
+    """The sender's domain in its ASCII (IDNA) form: it goes into Message-ID and List-Id."""
+    return wire_form(sender_address(settings)).rpartition("@")[2] or "localhost"
+
+
+def _mailto(address: str) -> str:
+    """An address inside a mailto: URI (RFC 6068): IDNA domain, any other non-ASCII percent-encoded."""
+    return quote(wire_form(address), safe="@!$'()*+,;=")
 
 
 def unsubscribe_links(settings: Settings, email: str, secret: str) -> UnsubscribeLinks:
     https = f"{settings.base_url}/unsubscribe/{sign(email, secret)}" if settings.base_url else None
     target = settings.unsubscribe_mailto or sender_address(settings)
-    mailto = f"mailto:{target}?subject={quote('unsubscribe ' + email)}" if target else None
+    mailto = f"mailto:{_mailto(target)}?subject={quote('unsubscribe ' + email)}" if target else None
     return UnsubscribeLinks(https, mailto)
 
 
 def change_profile_url(settings: Settings, email: str) -> str:
-    return f"mailto:{sender_address(settings)}?subject={quote('Change my profile ' + email)}"
+    return f"mailto:{_mailto(sender_address(settings))}?subject={quote('Change my profile ' + email)}"
+
+
+def list_identity(settings: Settings) -> str:
+    """What tells two lists apart, even on one domain: the sender's address and the List-Id."""
+    return f"{sender_address(settings).lower()}\n{list_id(settings)}"
 
 
 def message_id(settings: Settings, issue_id: str) -> str:
-    return f"<{issue_id}@{sender_domain(settings)}>"
+    """Unique per list, subscriber and slot, and the same on every rebuild of that issue: the issue
+    id (subscriber + slot) plus a digest of the list's identity."""
+    tag = hashlib.sha256(list_identity(settings).encode("utf-8")).hexdigest()[:12]
+    return f"<{issue_id}.{tag}@{sender_domain(settings)}>"
+
+
+_LABEL_LIMIT = 60  # RFC 2919 caps the whole list-id at 255 octets; a readable label is far shorter
 
 
 def list_id(settings: Settings) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", settings.title.lower()).strip("-") or "digest"
-    return f"{header_text(settings.title)} <{slug}.{sender_domain(settings)}>"
+    slug = re.sub(r"[^a-z0-9]+", "-", settings.title.lower()[:200]).strip("-")[:_LABEL_LIMIT].strip("-")
+    return f"{header_text(settings.title)} <{slug or 'digest'}.{sender_domain(settings)}>"
 
 
-def _encoded(value: str) -> str:
-    """A header value as ASCII: RFC 2047 encoded words only where the text is not ASCII."""
-    if value.isascii():
-        return value
-    return Header(value, "utf-8", maxlinelen=LINE_LIMIT).encode()
+def _fold(name: str, value: str, limit: int = SOFT_LIMIT) -> str | None:
+    """`Name: value` folded at white space into lines of at most `limit` characters where a word
+    allows it; None when a word is too long for any line (the caller encodes instead)."""
+    line = f"{name}: {value}"
+    if len(line) <= limit:
+        return line
+    out: list[str] = []
+    current = f"{name}:"
+    for word in value.split(" "):
+        if not word:
+            continue
+        if len(current) + 1 + len(word) > limit and current.strip() and current != f"{name}:":
+            out.append(current)
+            current = ""
+        current = f"{current} {word}"
+    out.append(current)
+    if any(len(x.encode("utf-8")) > LINE_LIMIT for x in out):
+        return None
+    return CRLF.join(out)
 
 
-def _address(name: str | None, email: str) -> str:
-    addr = wire_form(email)
-    if addr.isascii():
-        return formataddr((header_text(name or ""), addr), charset="utf-8")
-    # A UTF-8 local part: the header is UTF-8 too (RFC 6532); only the name is encoded.
-    shown = header_text(name or "")
-    return f"{_encoded(formataddr((shown, 'x@x'))[: -len(' <x@x>')])} <{addr}>" if shown else addr
+def _encoded_words(name: str, text: str) -> str:
+    """RFC 2047 encoded words of at most 75 characters, one a line (safe in phrases too)."""
+    return Header(text, "utf-8", maxlinelen=SOFT_LIMIT - 2, header_name=name).encode(linesep=CRLF)
 
 
-def _list_id(settings: Settings) -> str:
+@lru_cache(maxsize=4096)  # subscribers of one slot share a subject; encoding it is the slow part
+def _unstructured(name: str, text: str) -> str:
+    """A header line (folded) for free text such as Subject."""
+    text = header_text(text)
+    if text.isascii():
+        folded = _fold(name, text)
+        if folded is not None:
+            return folded
+    return f"{name}: {_encoded_words(name, text)}"
+
+
+def _phrase(name: str, text: str) -> str:
+    """A display name or List-Id description: a quoted string if ASCII, else encoded words."""
+    text = header_text(text)
+    if text.isascii() and len(text) <= 900:
+        if re.fullmatch(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]*", text):
+            return text
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return _encoded_words(name, text)
+
+
+def _phrase_and_address(name: str, phrase: str, address: str) -> str:
+    """`Name: phrase <address>`: an encoded phrase is already folded; the address follows on the
+    last line while it fits, else on a line of its own."""
+    if "\n" not in phrase:
+        value = f"{phrase} {address}" if phrase else address
+        return _fold(name, value) or f"{name}: {value}"
+    last = phrase.rsplit("\n", 1)[1]
+    sep = " " if len(last) + 1 + len(address) <= SOFT_LIMIT else CRLF + " "
+    return f"{name}: {phrase}{sep}{address}"
+
+
+@lru_cache(maxsize=1024)
+def _mailbox(name: str, display: str | None, email: str) -> str:
+    addr = wire_form(email)  # a UTF-8 local part stays UTF-8 (RFC 6532); only the name is encoded
+    shown = header_text(display or "")
+    return _phrase_and_address(name, _phrase(name, shown) if shown else "", f"<{addr}>")
+
+
+def _list_id_line(settings: Settings) -> str:
     phrase, _, rest = list_id(settings).partition(" <")
-    return f"{_encoded(phrase)} <{rest}"
+    return _phrase_and_address("List-Id", _phrase("List-Id", phrase), f"<{rest}")
 
 
-def _qp(text: str) -> bytes:
-    """Quoted-printable in C (binascii): the email package's pure-Python encoder is the slow part."""
-    return binascii.b2a_qp(text.encode("utf-8"), quotetabs=False, istext=True, header=False)
+def _list_unsubscribe(targets: list[str]) -> str:
+    # one readable line while it fits (providers read the URL as it stands); folded after a comma
+    # only when it would pass the hard limit
+    line = f"List-Unsubscribe: {', '.join(targets)}"
+    return line if len(line) <= LINE_LIMIT else "List-Unsubscribe: " + ("," + CRLF + " ").join(targets)
 
 
-# RFC 5322 allows 998 characters a line: a long List-Unsubscribe URL stays one readable line.
-LINE_LIMIT = 998
+def qp(text: str) -> bytes:
+    """Quoted-printable in wire form: CRLF line ends, lines of at most 76 characters, and no line
+    that starts with "." (a lone "." would end the SMTP DATA; others would need dot-stuffing).
+
+    binascii does the encoding in C; `text` must use LF line ends."""
+    # a final CRLF makes binascii use CRLF for its soft line breaks too; it is taken off again
+    data = (text.replace("\n", "\r\n") + "\r\n").encode("utf-8")
+    out = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)[:-2]
+    if out.startswith(b".") or b"\n." in out:
+        out = _dot_safe(out)
+    return out
+
+
+def qp_pieces(pieces: tuple[str, ...], whole: str) -> bytes:
+    """`whole` quoted-printable, from the pieces it was assembled from: each shared piece is encoded
+    once (kept on it) and pieces are joined by a soft line break where a line continues, which
+    decoding removes, so every piece starts a line and no line passes 76 characters."""
+    if not pieces:
+        return qp(whole)
+    out: list[bytes] = []
+    at_line_start = True
+    for piece in pieces:
+        wire = getattr(piece, "wire", None)
+        if wire is None:
+            wire = qp(piece)
+            if isinstance(piece, SharedText):
+                piece.wire = wire
+        if not at_line_start:
+            out.append(b"=\r\n")
+        out.append(wire)
+        at_line_start = piece.endswith("\n")
+    return b"".join(out)
+
+
+def _dot_safe(data: bytes) -> bytes:
+    lines = data.split(b"\r\n")
+    fixed: list[bytes] = []
+    for line in lines:
+        while line.startswith(b"."):
+            line = b"=2E" + line[1:]
+            if len(line) <= 76:
+                break
+            # "=2E" made the line too long: cut it with a soft break, not inside an =XX escape
+            cut = 75
+            while b"=" in line[cut - 2:cut]:
+                cut -= 1
+            fixed.append(line[:cut] + b"=")
+            line = line[cut:]
+        fixed.append(line)
+    return b"\r\n".join(fixed)
 
 
 def build(rendered: RenderedIssue, settings: Settings, subscriber: Subscriber,
           links: UnsubscribeLinks, date: datetime) -> bytes:
-    """The message as bytes (CRLF line ends). Every header value is either a constant, a validated
-    address, or text that went through `header_text`; no value can start a new header line."""
-    from_name, from_addr = parseaddr(settings.sender)
+    """The message as wire-form bytes (CRLF line ends, dot-safe). Every header value is either a
+    constant, a validated address, or text that went through `header_text`."""
+    from_name, from_addr = _parsed(settings.sender)
     boundary = f"=_{rendered.issue.id[:24]}"  # "=_" never occurs in quoted-printable: no collision
-    headers = [
-        ("From", _address(from_name, from_addr)),
-        ("To", _address(subscriber.name, subscriber.email)),
-        ("Subject", _encoded(header_text(rendered.subject))),
-        ("Date", format_datetime(date)),
-        ("Message-ID", message_id(settings, rendered.issue.id)),
-        ("List-Id", _list_id(settings)),
+    lines = [
+        _mailbox("From", from_name, from_addr),
+        _mailbox("To", subscriber.name, subscriber.email),
+        _unstructured("Subject", rendered.subject),
+        f"Date: {format_datetime(date)}",
+        f"Message-ID: {message_id(settings, rendered.issue.id)}",
+        _list_id_line(settings),
     ]
     targets = [f"<{u}>" for u in (links.https, links.mailto) if u]
     if targets:
-        headers.append(("List-Unsubscribe", ", ".join(targets)))
+        lines.append(_list_unsubscribe(targets))
     if links.https:
-        headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
-    headers += [
-        ("X-Newsletter-Issue", rendered.issue.id),
-        ("MIME-Version", "1.0"),
-        ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
+        lines.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
+    lines += [
+        "Auto-Submitted: auto-generated",  # RFC 3834: auto-responders do not answer it
+        "Precedence: bulk",  # the older convention that vacation programs still read
+        f"X-Newsletter-Issue: {rendered.issue.id}",
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/alternative; boundary="{boundary}"',
     ]
-    head = "".join(f"{k}: {v}\n" for k, v in headers).encode("utf-8")  # ASCII unless RFC 6532
-    part = ('--{b}\nContent-Type: text/{kind}; charset="utf-8"\n'
-            "Content-Transfer-Encoding: quoted-printable\n\n")
-    body = (part.format(b=boundary, kind="plain").encode() + _qp(rendered.text) + b"\n"
-            + part.format(b=boundary, kind="html").encode() + _qp(rendered.html) + b"\n"
-            + f"--{boundary}--\n".encode())
-    return (head + b"\n" + body).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    head = (CRLF.join(lines) + CRLF + CRLF).encode("utf-8")  # ASCII unless RFC 6532
+    part = (f'--{boundary}\r\nContent-Type: text/%s; charset="utf-8"\r\n'
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n")
+    return b"".join((head, (part % "plain").encode(), qp_pieces(rendered.text_pieces, rendered.text), b"\r\n",
+                     (part % "html").encode(), qp_pieces(rendered.html_pieces, rendered.html), b"\r\n",
+                     f"--{boundary}--\r\n".encode()))
 
 
 def to_bytes(msg: bytes) -> bytes:
-    """Kept for callers that build and serialise in two steps."""
+    """Kept for callers that build and serialise in two steps: `build` already returns wire form."""
     return msg
 
 
@@ -132,17 +263,26 @@ def message_id_from_bytes(data: bytes) -> str | None:
     return m.group(1) if m else None
 
 
+# Headers a reader or a filter acts on. Each present one is signed once more than it occurs and each
+# absent one once (RFC 6376 8.15, the M3AAWG practice): an added or prepended copy breaks the signature.
 SIGNED_HEADERS = (b"from", b"to", b"subject", b"date", b"message-id", b"list-id", b"list-unsubscribe",
-                  b"list-unsubscribe-post", b"mime-version", b"content-type")
+                  b"list-unsubscribe-post", b"auto-submitted", b"precedence", b"mime-version",
+                  b"content-type", b"content-transfer-encoding", b"x-newsletter-issue",
+                  b"reply-to", b"cc", b"sender", b"in-reply-to", b"references", b"list-post",
+                  b"list-help", b"list-owner", b"list-archive", b"list-subscribe")
 
 
 def dkim_sign(data: bytes, domain: str, selector: str, private_key: bytes) -> bytes:
-    """The message with a DKIM-Signature header covering the List-Unsubscribe headers too."""
+    """The message with a DKIM-Signature (relaxed/relaxed: a relay that rewraps header white space
+    or adds trailing spaces to body lines does not break it) over-signing SIGNED_HEADERS."""
     import dkim
 
-    present = {line.split(b":", 1)[0].strip().lower() for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
-               if line and not line[:1].isspace()}
-    headers = [h for h in SIGNED_HEADERS if h in present]
+    counts: dict[bytes, int] = {}
+    for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        if line and not line[:1].isspace():
+            name = line.split(b":", 1)[0].strip().lower()
+            counts[name] = counts.get(name, 0) + 1
+    headers = [h for h in SIGNED_HEADERS for _ in range(counts.get(h, 0) + 1)]
     signature = dkim.sign(data, selector.encode(), domain.encode(), private_key, include_headers=headers,
-                          linesep=b"\r\n")
+                          canonicalize=(b"relaxed", b"relaxed"), linesep=b"\r\n")
     return signature + data

@@ -176,8 +176,12 @@ class Issue:
 
 @dataclass(frozen=True)
 class RenderedIssue:
-    issue: Issue
+    issue: Issue  # the papers shown: without those a size budget left out
     subject: str
     preheader: str
     html: str
     text: str
+    dropped: int = 0  # papers that matched but did not fit the HTML size budget
+    # html/text as the pieces they were assembled from (shared pieces are encoded once per batch)
+    html_pieces: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    text_pieces: tuple[str, ...] = field(default=(), repr=False, compare=False)

@@ -84,7 +84,8 @@ def test_hostile_titles_and_abstracts_render_as_text(value: str) -> None:
     assert msg["Bcc"] is None
     assert [k for k in msg.keys() if k.lower() not in {
         "from", "to", "subject", "date", "message-id", "list-id", "list-unsubscribe",
-        "list-unsubscribe-post", "x-newsletter-issue", "mime-version", "content-type"}] == []
+        "list-unsubscribe-post", "auto-submitted", "precedence", "x-newsletter-issue", "mime-version",
+        "content-type"}] == []
     for key, header in msg.items():
         assert "\n" not in str(header) and "\r" not in str(header), key
 
@@ -117,7 +118,7 @@ def test_twenty_paper_issue_stays_under_gmail_clipping() -> None:
                                        code="https://github.com/example/code")})
                for i, e in enumerate(entries)]
     html, text, _ = rendered_message(entries)
-    assert html.count('class="card paper"') + html.count("card paper") >= 20
+    assert html.count('<h2 class="t"') == 20
     assert len(html.encode()) < 102 * 1024
 
 
@@ -126,7 +127,7 @@ def test_message_headers() -> None:
     msg = message_from_bytes(raw, policy=policy.default)
     for name in ("From", "To", "Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe"):
         assert len(msg.get_all(name)) == 1, name
-    assert msg["Message-ID"] == "<issue1@example.org>"
+    assert re.fullmatch(r"<issue1\.[0-9a-f]{12}@example\.org>", msg["Message-ID"])
     # raw, not RFC 2047-encoded: mailbox providers read the URL as it stands
     assert re.search(rb"\r\nList-Unsubscribe: <https://digest\.example\.org/unsubscribe/[\w.-]+>, <mailto:", raw)
     assert msg["To"] == "Ada <ada@example.org>"
