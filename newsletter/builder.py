@@ -18,7 +18,7 @@ from newsletter.issues import Due, Window
 from newsletter.matching import EntryIndex, Profile
 from newsletter.models import Config, Issue, Match, RenderedIssue, Subscriber
 from newsletter.query import Query, parse
-from newsletter.rendering import environment, render
+from newsletter.rendering import HTML_BUDGET, environment, render
 from newsletter.store import NewIssue, Store
 
 BATCH_FROM = 64  # due subscribers from which matching runs as one numpy batch (same results)
@@ -43,13 +43,16 @@ class Built:
         return self.message is not None
 
     def to_record(self) -> NewIssue:
-        ids = tuple(m.entry.id for m in self.issue.matches)
+        # only the papers the email shows count as delivered (the size budget may leave some out)
+        shown = self.rendered.issue if self.rendered is not None else self.issue
+        ids = tuple(m.entry.id for m in shown.matches)
         sub = self.due.subscriber
         return NewIssue(
             self.issue.id, sub.email, self.issue.slot, self.issue.built_at, "pending" if self.sends else "empty",
             ids, self.rendered.subject if self.rendered else None,
             messagelib.message_id_from_bytes(self.message) if self.message else None, self.message,
-            self.reason or None, issuelib.expires_at(sub, self.issue.slot))
+            self.reason or None, issuelib.expires_at(sub, self.issue.slot),
+            self.rendered.dropped if self.rendered is not None else 0)
 
 
 class Builder:
@@ -145,7 +148,7 @@ class Builder:
         links = messagelib.unsubscribe_links(settings, issue.subscriber.email, self.link_secret)
         rendered = render(issue, settings, unsubscribe_url=links.visible,
                           change_url=messagelib.change_profile_url(settings, issue.subscriber.email),
-                          env=self.env, cache=self._cache)
+                          env=self.env, cache=self._cache, budget=HTML_BUDGET)
         msg = messagelib.to_bytes(messagelib.build(rendered, settings, issue.subscriber, links, self.now))
         if settings.dkim is not None:
             from dkim import DKIMException

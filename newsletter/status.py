@@ -40,6 +40,7 @@ def collect(config: Config, store: Store, now: datetime) -> dict[str, Any]:
                     "attempts": last.attempts, "error": last.last_error, "sent_at":
                     last.sent_at.isoformat() if last.sent_at else None,
                     "why_nothing_sent": _why(last.status, last.last_error),
+                    "left_out_for_size": last.dropped,
                 }
             row["why"] = st.reason if not st.active else _explain(row["last_issue"], failing, row["next_slot_utc"])
             subscribers.append(row)
@@ -59,7 +60,9 @@ def _explain(last: dict[str, Any] | None, failing: list[str], nxt: str | None) -
     if last is None:
         return f"no issue yet; the first is due at {nxt} UTC"
     if last["status"] == "sent":
-        return f"last issue delivered at {last['sent_at']}"
+        cut = (f" ({last['left_out_for_size']} more matching papers left out to stay under Gmail's clipping size)"
+               if last["left_out_for_size"] else "")
+        return f"last issue delivered at {last['sent_at']}{cut}"
     why = last["why_nothing_sent"] or last["status"]
     if last["status"] == "empty" and failing:
         why += "; " + "; ".join(failing)

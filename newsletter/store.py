@@ -63,6 +63,7 @@ ALTER TABLE subscriber_state ADD COLUMN paused_at TEXT;
 ALTER TABLE subscriber_state ADD COLUMN bounced_at TEXT;
 ALTER TABLE issues ADD COLUMN expires_at TEXT;
 ALTER TABLE issues ADD COLUMN size INTEGER;
+ALTER TABLE issues ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX issues_pending ON issues(status, next_attempt) WHERE status = 'pending';
 """,
 }
@@ -72,7 +73,7 @@ CREATE INDEX issues_pending ON issues(status, next_attempt) WHERE status = 'pend
 OPEN_STATUSES = ("pending", "sent")
 _ISSUE_COLUMNS = ("id, subscriber, slot, built_at, status, subject, message_id, message, entry_count, "
                   "attempts, last_error, last_code, next_attempt, sent_at, possible_duplicate, "
-                  "claimed_by, claim_until, expires_at")
+                  "claimed_by, claim_until, expires_at, dropped")
 _CHUNK = 500  # parameters per IN (...) list: well under SQLite's limit
 
 
@@ -96,6 +97,7 @@ class IssueRow:
     claimed_by: str | None = None
     claim_until: datetime | None = None
     expires_at: datetime | None = None
+    dropped: int = 0
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,7 @@ class NewIssue:
     message: bytes | None = None
     note: str | None = None
     expires_at: datetime | None = None
+    dropped: int = 0  # matched papers left out to keep the email under the size budget
 
 
 @dataclass(frozen=True)
@@ -450,12 +453,12 @@ class Store:
                 claimed = n.status == "pending" and owner is not None
                 cur = db.execute(
                     "INSERT OR IGNORE INTO issues (id, subscriber, slot, built_at, status, subject, message_id, "
-                    "message, entry_count, last_error, claimed_by, claim_until, expires_at, size) "
-                    f"VALUES ({_marks(14)})",
+                    "message, entry_count, last_error, claimed_by, claim_until, expires_at, size, dropped) "
+                    f"VALUES ({_marks(15)})",
                     (n.id, n.subscriber, _ts(n.slot), _ts(n.built_at), n.status, n.subject, n.message_id,
                      n.message, len(n.entry_ids), n.note, owner if claimed else None,
                      _ts(claim_until) if claimed else None, _ts(n.expires_at),
-                     len(n.message) if n.message is not None else None))
+                     len(n.message) if n.message is not None else None, n.dropped))
                 if cur.rowcount == 0:
                     continue
                 added.append(n.id)
@@ -693,6 +696,7 @@ def _issue(row: tuple) -> IssueRow:  # type: ignore[type-arg]
         subject=row[5], message_id=row[6], message=row[7], entry_count=row[8], attempts=row[9],
         last_error=row[10], last_code=row[11], next_attempt=_dt(row[12]), sent_at=_dt(row[13]),
         possible_duplicate=bool(row[14]), claimed_by=row[15], claim_until=_dt(row[16]), expires_at=_dt(row[17]),
+        dropped=row[18] or 0,
     )
 
 

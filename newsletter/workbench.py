@@ -77,7 +77,7 @@ class Workbench:
         # the user's template folder as of the last render: polling must not re-read the YAML
         folders = [default_templates()] + ([self._templates] if self._templates else [])
         for folder in folders:
-            paths.extend(sorted(folder.glob("*.j2")))
+            paths.extend(sorted(folder.glob("*.j2")) + sorted(folder.glob("catalogue/*.json")))
         return paths
 
     def version(self) -> str:

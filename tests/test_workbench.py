@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import re
 import shutil
 from collections.abc import Iterator
@@ -31,6 +33,7 @@ def workbench(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     theme = tmp_path / "theme"
     theme.mkdir()
     shutil.copy(default_templates() / "issue.mjml.j2", theme / "issue.mjml.j2")
+    shutil.copytree(default_templates() / "catalogue", theme / "catalogue")
     example = yaml.safe_load((ROOT / "subscribers.example.yaml").read_text())
     example["newsletter"].update(templates="theme", base_url="https://digest.example.org")
     config = tmp_path / "subscribers.yaml"
@@ -102,8 +105,11 @@ def test_workbench_lists_switches_and_reloads(workbench: tuple[str, Path], tmp_p
 
         # editing a template reloads the open page by itself
         version = page.evaluate("document.body.dataset.version")
-        source = (theme / "issue.mjml.j2").read_text()
-        (theme / "issue.mjml.j2").write_text(source.replace("Why you got this:", "Picked for you:"))
+        catalogue = theme / "catalogue" / "en.json"
+        words = json.loads(catalogue.read_text())
+        assert words["why"] == "Why you got this:"
+        words["why"] = "Picked for you:"
+        catalogue.write_text(json.dumps(words))
         page.wait_for_function(f"() => document.body.dataset.version !== '{version}'", timeout=15000)
         frame_body(page).get_by_text("Picked for you:").first.wait_for(timeout=15000)
         assert frame_body(page).get_by_text("Why you got this:").count() == 0
