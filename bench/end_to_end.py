@@ -144,6 +144,23 @@ def _smtp_source(port: int, n: int, size: int, concurrency: int) -> float:
     return time.perf_counter() - t
 
 
+def _mean_size(project: Path, state: str, n: int) -> int:
+    """The mean size of the messages sent: 50 of them rebuilt (the ledger keeps none once sent)."""
+    sys.path.insert(0, str(ROOT))
+    from newsletter import pipeline
+    from newsletter.config import load
+    from newsletter.store import Store
+
+    config = load(project)
+    sample = [f"reader{i:06d}@example.org" for i in range(0, n, max(1, n // 50))]
+    with Store.snapshot(Path(state)) as store:
+        with store.transaction() as db:
+            db.execute("DELETE FROM issues")  # in the copy: build them again as they were built
+        built, _ = pipeline.plan(config, store, datetime.fromisoformat(AT), only=sample)
+    sizes = [len(b.message) for b in built if b.message]
+    return sum(sizes) // max(1, len(sizes))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", "--subscribers", type=int, default=100_000)
@@ -181,8 +198,8 @@ def main() -> None:
         sent = re.search(r"sent (\d+)", err)
         db = sqlite3.connect(state)
         statuses = dict(db.execute("SELECT status, count(*) FROM issues GROUP BY status").fetchall())
-        size = db.execute("SELECT coalesce(avg(size), 0) FROM issues WHERE status='sent'").fetchone()[0]
         db.close()
+        size = _mean_size(project, state, args.subscribers)
         print(f"send        {t:7.1f} s  {args.subscribers / t:,.0f} emails/s  peak RSS {rss} MB")
         print(f"  stages: {stages.group(1) if stages else '?'}; ledger: {statuses}; sent line: "
               f"{sent.group(0) if sent else '?'}")
