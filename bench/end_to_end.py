@@ -195,14 +195,12 @@ def main() -> None:
         sink = _sink(port)
         t, rss, err = _cli(project, state, "send", "--no-fetch", "--at", AT, verbose=True)
         stages = re.search(r"stages: (.*)", err)
-        sent = re.search(r"sent (\d+)", err)
         db = sqlite3.connect(state)
         statuses = dict(db.execute("SELECT status, count(*) FROM issues GROUP BY status").fetchall())
         db.close()
         size = _mean_size(project, state, args.subscribers)
         print(f"send        {t:7.1f} s  {args.subscribers / t:,.0f} emails/s  peak RSS {rss} MB")
-        print(f"  stages: {stages.group(1) if stages else '?'}; ledger: {statuses}; sent line: "
-              f"{sent.group(0) if sent else '?'}")
+        print(f"  stages: {stages.group(1) if stages else '?'}; ledger: {statuses}")
         # the same number of messages of the same mean size through the same sink, same concurrency
         msg_size = int(size) or 54 * 1024
         t_src = _smtp_source(port, args.subscribers, msg_size, args.concurrency)

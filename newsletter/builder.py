@@ -76,6 +76,10 @@ class Builder:
         self._window: Window | None = None
         self._matcher: object | None = None
 
+    def on(self, store: Store) -> Builder:
+        """The same builder reading another connection (the producer thread's)."""
+        return Builder(self.config, store, self.now, link_secret=self.link_secret, dkim_key=self.dkim_key)
+
     def _query(self, text: str) -> Query:
         q = self._queries.get(text)
         if q is None:

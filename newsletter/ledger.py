@@ -102,6 +102,11 @@ class Ledger:
         self.paused: list[str] = []
         self.lost: list[str] = []  # issues whose claim went to another process before delivery
 
+    def on(self, store: Store) -> Ledger:
+        """This process's ledger on another connection (the producer thread's): same owner, same lease."""
+        return Ledger(store, now=self.now, pause_after=self.pause_after, owner=self.owner, clock=self.clock,
+                      lease=self.lease, group=self.group)
+
     # --- claims ------------------------------------------------------------------------------
 
     def _until(self) -> datetime:

@@ -183,27 +183,50 @@ class _Run:
 
     async def main(self, now: datetime, only: str | Collection[str] | None, group: tuple[str, str] | None,
                    catch_up: timedelta | None, outbox: Path | None, batch: int) -> None:
+        """Leftovers first; then a producer thread builds and commits batch after batch (its own
+        store connection) while this loop delivers the previous one: rendering, commits and SMTP
+        overlap, and at most two batches are in memory."""
         self.sender = _sender(self.config, outbox, self.stopping)
-        report = self.report
         t = time.perf_counter()
         await self.leftovers(only, batch)
-        t = report.timed("leftovers", t)
-        for due, skipped in due_batches(self.config, self.store, now, only=only, group=group,
-                                        catch_up=catch_up, size=batch):
-            t = report.timed("due", t)
-            if self.stopping():
-                return
-            report.skip(skipped)
-            built = self.builder.build(due)
-            t = report.timed("build", t)
-            new = set(self.ledger.record([b.to_record() for b in built]))
-            t = report.timed("record", t)
-            report.built += len(new)
-            report.empty.extend((b.subscriber.email, b.reason) for b in built if not b.sends and b.issue.id in new)
-            jobs = [self.job(b.issue.id, b.subscriber.email, b.message) for b in built
-                    if b.message is not None and b.issue.id in new]
+        self.report.timed("leftovers", t)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[list[Job] | None] = asyncio.Queue(maxsize=1)
+        producer = loop.run_in_executor(None, self.produce, loop, queue, now, only, group, catch_up, batch)
+        while (jobs := await queue.get()) is not None:
+            t = time.perf_counter()
             await self.deliver(jobs)
-            t = report.timed("deliver", t)
+            self.report.timed("deliver", t)
+        await producer  # its exception, if any, is this run's
+
+    def produce(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[list[Job] | None], now: datetime,
+                only: str | Collection[str] | None, group: tuple[str, str] | None, catch_up: timedelta | None,
+                batch: int) -> None:
+        report = self.report
+        try:
+            with self.store.reopen() as store:
+                builder = self.builder.on(store)
+                ledger = self.ledger.on(store)
+                t = time.perf_counter()
+                for due, skipped in due_batches(self.config, store, now, only=only, group=group,
+                                                catch_up=catch_up, size=batch):
+                    t = report.timed("due", t)
+                    if self.stopping():
+                        return
+                    report.skip(skipped)
+                    built = builder.build(due)
+                    t = report.timed("build", t)
+                    new = set(ledger.record([b.to_record() for b in built]))
+                    t = report.timed("record", t)
+                    report.built += len(new)
+                    report.empty.extend((b.subscriber.email, b.reason) for b in built
+                                        if not b.sends and b.issue.id in new)
+                    jobs = [self.job(b.issue.id, b.subscriber.email, b.message) for b in built
+                            if b.message is not None and b.issue.id in new]
+                    asyncio.run_coroutine_threadsafe(queue.put(jobs), loop).result()
+                    t = time.perf_counter()
+        finally:
+            asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
 
     async def leftovers(self, only: str | Collection[str] | None, batch: int) -> None:
         """Pending issues of earlier runs (killed, or due for another attempt), page by page."""

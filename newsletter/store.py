@@ -274,6 +274,10 @@ class Store:
             raise StateError(f"{path}: cannot read the state file: {exc}") from exc
         return store
 
+    def reopen(self) -> Store:
+        """Another connection to the same state (for another thread)."""
+        return Store(self.path)
+
     def close(self) -> None:
         self.db.close()
 
