@@ -79,8 +79,12 @@ def _objects(data: bytes, source: str) -> list[Any]:
         return out
     try:
         loaded = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise SourceError(f"source '{source}': invalid YAML: {exc}") from exc
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SourceError(f"source '{source}': invalid YAML{where}: {exc.problem or exc.context}") from exc
+    except yaml.YAMLError as exc:  # a reader error: a character YAML does not allow
+        raise SourceError(f"source '{source}': invalid YAML: {' '.join(str(exc).split())}") from exc
     if isinstance(loaded, dict) and isinstance(loaded.get("entries"), list):
         loaded = loaded["entries"]
     if not isinstance(loaded, list):
@@ -93,10 +97,7 @@ def _entry(obj: Any, source: str) -> Entry:
     title = fields.text(item, "title")
     if title is None or not title.strip():
         raise ItemError("needs a 'title' string")
-    raw_links = item.get("links")
-    if raw_links is not None and not isinstance(raw_links, dict):
-        raise ItemError("'links' is not an object")
-    raw_links = raw_links or {}
+    raw_links = fields.obj(item["links"], "'links'") if item.get("links") is not None else {}
     links = Links(**{k: raw_links.get(k) for k in _LINK_KEYS})
     if not links.as_dict() and isinstance(item.get("url"), str):
         links = Links(page=item["url"])

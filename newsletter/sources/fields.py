@@ -17,7 +17,7 @@ from typing import Any
 from newsletter.entries import check_count, parse_date
 from newsletter.errors import ItemError, SourceError
 from newsletter.models import Entry, Parsed
-from newsletter.text import clean_text
+from newsletter.text import clean_text, visible
 
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),  # before UTF-16: FF FE 00 00
@@ -82,7 +82,7 @@ def collect(source: str, items: Sequence[Any], build: Callable[[Any], Entry | No
         if entry is not None:
             entries.append(entry)
     if skipped and not entries:
-        more = f" (and {len(skipped) - 1} more like it)" if len(skipped) > 1 else ""
+        more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
         raise SourceError(f"source '{source}': no usable item: {skipped[0]}{more}")
     return Parsed(tuple(entries), tuple(skipped))
 
@@ -90,14 +90,21 @@ def collect(source: str, items: Sequence[Any], build: Callable[[Any], Entry | No
 def _label(noun: str, n: int, title: Any) -> str:
     if isinstance(title, str) and title.strip():
         shown = clean_text(title[:200])
-        if shown:
+        if visible(shown):
             return f"{noun} {n} ('{shown[:60]}{'…' if len(shown) > 60 else ''}')"
     return f"{noun} {n}"
 
 
 def _kind(value: Any) -> str:
     return {dict: "an object", list: "a list", str: "text", bool: "true/false", int: "a number",
-            float: "a number"}.get(type(value), type(value).__name__)
+            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _shown(value: Any) -> str:
+    """A short quotation of a scalar that was refused (a 5,000-digit string is not repeated)."""
+    if isinstance(value, str):
+        return f"'{value[:20]}…' ({len(value)} characters)" if len(value) > 30 else repr(value)
+    return repr(value) if isinstance(value, float) else _kind(value)
 
 
 def obj(value: Any, what: str) -> dict[str, Any]:
@@ -124,8 +131,7 @@ def count(item: dict[str, Any], key: str, *, digit_strings: bool = False) -> int
     if digit_strings and isinstance(value, str) and _DIGITS.fullmatch(value):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        shown = repr(value)[:40] if isinstance(value, str | float) else _kind(value)
-        raise ItemError(f"'{key}' is {shown}, not a whole number")
+        raise ItemError(f"'{key}' is {_shown(value)}, not a whole number")
     return check_count(key, value)
 
 
@@ -148,6 +154,5 @@ def day(item: dict[str, Any], key: str, *, strict: bool) -> date | None:
         return None
     found = parse_date(value)
     if found is None and strict:
-        shown = repr(value)[:40] if isinstance(value, str) else _kind(value)
-        raise ItemError(f"'{key}' is {shown}, not a date (YYYY-MM-DD)")
+        raise ItemError(f"'{key}' is {_shown(value)}, not a date (YYYY-MM-DD)")
     return found
