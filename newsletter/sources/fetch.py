@@ -85,19 +85,21 @@ def read_path(path: Path, name: str, max_bytes: int = MAX_BYTES) -> bytes:
         raise SourceError(f"source '{name}': no such file {path}") from None
     except OSError as exc:
         raise SourceError(f"source '{name}': cannot read {path}: {exc.strerror}") from exc
-    with open(fd, "rb") as f:
-        try:
-            info = os.fstat(fd)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             kind = next((what for test, what in _KINDS if test(info.st_mode)), None)
-            if not stat.S_ISREG(info.st_mode):
-                raise SourceError(f"source '{name}': {path} is {kind or 'not a regular file'}"
-                                  f"{', not a regular file' if kind else ''}")
-            if info.st_size > max_bytes:
-                raise SourceError(f"source '{name}': {path} is {info.st_size} bytes, "
-                                  f"over the {max_bytes}-byte cap")
+            raise SourceError(f"source '{name}': {path} is {kind or 'not a regular file'}"
+                              f"{', not a regular file' if kind else ''}")
+        if info.st_size > max_bytes:
+            raise SourceError(f"source '{name}': {path} is {info.st_size} bytes, "
+                              f"over the {max_bytes}-byte cap")
+        with open(fd, "rb", closefd=False) as f:
             data = f.read(max_bytes + 1)
-        except OSError as exc:
-            raise SourceError(f"source '{name}': cannot read {path}: {exc.strerror}") from exc
+    except OSError as exc:
+        raise SourceError(f"source '{name}': cannot read {path}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
     if len(data) > max_bytes:
         raise SourceError(f"source '{name}': {path} is over the {max_bytes}-byte cap")
     return data

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import yaml
-
 HERE = Path(__file__).parent
 GOOD = {"id": "2401.01234", "title": "A Good Paper", "abstract": "It is fine.", "authors": ["Ada"]}
 
