@@ -9,8 +9,12 @@ from datetime import date, datetime
 from typing import Any
 from urllib.parse import urlparse
 
+from newsletter.errors import ItemError
 from newsletter.models import Entry, Links
-from newsletter.text import clean_text, words
+from newsletter.text import clean_text, visible, words
+
+# SQLite stores INTEGER in 64 bits: a count outside this range is refused while parsing.
+MAX_COUNT = 2**63 - 1
 
 _NEW_ID = re.compile(r"(?<![\w.])(\d{4}\.\d{4,5})(?:v\d+)?(?![\w.])")
 _OLD_ID = re.compile(r"(?<![\w])([a-z][a-z\-]*(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?(?!\d)")
@@ -37,14 +41,51 @@ def is_title_id(entry_id: str) -> bool:
     return entry_id.startswith("t:")
 
 
+def is_item_id(entry_id: str) -> bool:
+    return entry_id.startswith("u:")
+
+
+def title_may_merge(a: str, b: str) -> bool:
+    """Whether two entries with the same title may be one paper, judged by their ids.
+
+    A title id (`t:`) merges with anything; a feed item (`u:`) merges with an arXiv paper but not
+    with another feed item (two posts called "Weekly notes" stay two); two arXiv ids never merge.
+    """
+    if is_title_id(a) or is_title_id(b):
+        return True
+    return is_item_id(a) != is_item_id(b)
+
+
+def _id_rank(entry_id: str) -> int:
+    return 2 if is_title_id(entry_id) else 1 if is_item_id(entry_id) else 0
+
+
+def item_id(guid: str | None, link: str | None, source: str) -> str | None:
+    """Id for a feed item with no arXiv id: a hash of its guid (or link), never of its title.
+
+    Distinct posts may share a title ("Weekly notes"); their guids differ. A guid that is not a URI
+    (`42`) is only unique within its feed, so it is qualified by the source name.
+    """
+    key = (guid or "").strip()
+    if key and ":" not in key:
+        key = f"{source}#{key}"
+    key = key or (link or "").strip()
+    if not key:
+        return None
+    return "u:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
 def safe_url(value: Any) -> str | None:
     """Only absolute http(s) URLs survive: no javascript:, data: or relative links in any output."""
     if not isinstance(value, str):
         return None
     value = value.strip()
-    if any(c in value for c in "\r\n\t <>\"'`") or not value:
+    if not value or len(value) > 4096 or any(c in value for c in " <>\"'`") or not value.isprintable():
         return None
-    parsed = urlparse(value)
+    try:
+        parsed = urlparse(value)
+    except ValueError:  # "http://[::1" and other malformed hosts
+        return None
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         return None
     return value
@@ -56,18 +97,37 @@ def arxiv_links(aid: str) -> Links:
 
 
 def make_entry(
-    *, title: str, abstract: str = "", source: str, aid: str | None = None, **fields: Any
+    *, title: str, abstract: str = "", source: str, aid: str | None = None, key: str | None = None,
+    **fields: Any,
 ) -> Entry:
-    """Build a clean Entry: text cleaned, id canonical, links filtered to http(s)."""
+    """Build a clean Entry: text cleaned, id canonical, links filtered to http(s).
+
+    The id is the arXiv id, else `key` (a feed item's guid id), else a hash of the title. Raises
+    ItemError for what no output can carry: a title with nothing visible, a count that is not a
+    whole number from 0 to 2**63-1.
+    """
     title = clean_text(title)
-    entry_id = aid or title_id(title)
+    if not visible(title):
+        raise ItemError("its title is empty or invisible after cleaning")
+    entry_id = aid or key or title_id(title)
     links = fields.pop("links", None) or (arxiv_links(aid) if aid else Links())
     links = Links(**{k: safe_url(v) for k, v in links.as_dict().items()})
-    authors = tuple(clean_text(a) for a in fields.pop("authors", ()) if clean_text(a))
-    count = fields.pop("author_count", None)
+    authors = tuple(a for a in (clean_text(a) for a in fields.pop("authors", ())) if a)
+    for name in ("author_count", "upvotes", "comments"):
+        fields[name] = check_count(name, fields.get(name))
+    count = fields.pop("author_count")
+    org = fields.pop("organization", None)
     return Entry(id=entry_id, title=title, abstract=clean_paragraphs(abstract), authors=authors,
                  author_count=count if count is not None else (len(authors) or None),
+                 organization=clean_text(org) or None if org else None,
                  links=links, sources=(source,), **fields)
+
+
+def check_count(name: str, value: int | None) -> int | None:
+    if value is not None and not 0 <= value <= MAX_COUNT:
+        shown = str(value) if abs(value) < 10**30 else f"a number of about {value.bit_length() * 3 // 10} digits"
+        raise ItemError(f"'{name}' is {shown}, not a whole number from 0 to {MAX_COUNT}")
+    return value
 
 
 def clean_paragraphs(text: str) -> str:
@@ -81,7 +141,7 @@ def merge(old: Entry, new: Entry) -> Entry:
     links = Links(**{**old.links.as_dict(), **new.links.as_dict()})
     return replace(
         old,
-        id=old.id if not is_title_id(old.id) else new.id,
+        id=new.id if _id_rank(new.id) < _id_rank(old.id) else old.id,
         title=new.title or old.title,
         abstract=new.abstract if len(new.abstract) >= len(old.abstract) else old.abstract,
         authors=new.authors or old.authors,

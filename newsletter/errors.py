@@ -34,6 +34,13 @@ class SourceError(NewsletterError):
     """A source could not be read or parsed; names the source and its URL or path."""
 
 
+class ItemError(SourceError):
+    """One item of a source is unusable (wrong type, out of range, no visible title).
+
+    Parsers catch it per item: the item is skipped and named in the ingest report; the rest goes on.
+    """
+
+
 class StateError(NewsletterError):
     """The SQLite state file cannot be opened or is not ours."""
 

@@ -45,6 +45,14 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class Parsed:
+    """What a source parser gives: the usable entries, and each skipped item with the reason."""
+
+    entries: tuple[Entry, ...] = ()
+    skipped: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class SourceConfig:
     name: str
     type: str  # hf-listing | hf-daily | arxiv | feed | file

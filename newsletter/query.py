@@ -15,6 +15,7 @@ from newsletter.errors import QuerySyntaxError
 from newsletter.text import STOP_WORDS, stem, words
 
 FIELDS = ("title", "abstract", "author")
+MAX_DEPTH = 50  # parentheses nested deeper than this are refused (the parser and matcher recurse)
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,7 @@ class _Parser:
         self.text = text
         self.toks = _lex(text)
         self.pos = 0
+        self.depth = 0
 
     def peek(self) -> _Tok:
         return self.toks[self.pos]
@@ -171,10 +173,13 @@ class _Parser:
         return children[0] if len(children) == 1 else And(tuple(children))
 
     def not_expr(self, scope: str | None) -> Node:
-        if self.peek().kind == "NOT":
+        # A run of NOTs is read in a loop, not by recursion, and cancels in pairs: NOT NOT a is a.
+        negations = 0
+        while self.peek().kind == "NOT":
             self.take()
-            return Not(self.not_expr(scope))
-        return self.primary(scope)
+            negations += 1
+        node = self.primary(scope)
+        return Not(node) if negations % 2 else node
 
     def primary(self, scope: str | None) -> Node:
         tok = self.take()
@@ -188,7 +193,11 @@ class _Parser:
         if tok.kind == "LPAREN":
             if self.peek().kind == "RPAREN":
                 raise QuerySyntaxError("empty parentheses", tok.column)
+            if self.depth >= MAX_DEPTH:
+                raise QuerySyntaxError(f"parentheses nested more than {MAX_DEPTH} deep", tok.column)
+            self.depth += 1
             node = self.or_expr(scope)
+            self.depth -= 1
             close = self.take()
             if close.kind != "RPAREN":
                 raise QuerySyntaxError("unclosed '('", tok.column)

@@ -13,7 +13,16 @@ import unicodedata
 from functools import lru_cache
 
 _WS = re.compile(r"\s+")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u2028\u2029]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
+# Invisible format characters (Unicode Cf less the visible Arabic number signs: soft hyphen,
+# zero-width space/joiners, word joiner, BOM, bidi embeddings/overrides/isolates, tags) are dropped,
+# not spaced, so `Atten\u00adtion` is `Attention` for display, dedup and matching alike.
+# Lone surrogates (from JSON `\ud800`) cannot be stored or sent: they become U+FFFD.
+_INVISIBLE = re.compile(
+    "[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]"
+)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # A token: letters/digits, with `++` or `#` kept (C++, C#, F#). Everything else separates words,
 # so hyphens, en dashes and slashes split `large-language-model` into three words.
 _TOKEN = re.compile(r"[^\W_]+(?:\+\+|#)?")
@@ -27,15 +36,22 @@ STOP_WORDS = frozenset(
 def clean_text(value: str) -> str:
     """Text for display: HTML entities decoded, control characters and runs of whitespace collapsed."""
     value = html.unescape(value)
+    if not value.isascii():
+        value = _SURROGATE.sub("\ufffd", _INVISIBLE.sub("", value))
     value = _CONTROL.sub(" ", value)
     return _WS.sub(" ", value).strip()
+
+
+def visible(value: str) -> bool:
+    """Whether the text shows anything: a letter, digit, punctuation mark or symbol."""
+    return any(unicodedata.category(c)[0] in "LNPS" for c in value)
 
 
 def fold(value: str) -> str:
     """Case- and accent-insensitive form: NFKD (ligatures split), marks dropped, casefolded."""
     if value.isascii():  # most titles and abstracts: nothing to decompose or drop
         return value.lower()
-    decomposed = unicodedata.normalize("NFKD", value)
+    decomposed = unicodedata.normalize("NFKD", _INVISIBLE.sub("", value))
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     return unicodedata.normalize("NFKC", stripped.casefold())
 

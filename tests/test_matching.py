@@ -100,6 +100,36 @@ def test_syntax_errors_point_at_the_column(query: str, message: str) -> None:
     assert str(info.value) == message
 
 
+@pytest.mark.parametrize(("query", "message"), [
+    ("(" * 250 + "a" + ")" * 250, "parentheses nested more than 50 deep at column 51"),
+    ("title:" + "(" * 60 + "a" + ")" * 60, "parentheses nested more than 50 deep at column 57"),
+    ("(NOT " * 250 + "a" + ")" * 250, "parentheses nested more than 50 deep at column 251"),
+    ("NOT " * 3000, "missing term after 'NOT' at column 12001"),
+])
+def test_deeply_nested_queries_are_a_positioned_syntax_error(query: str, message: str) -> None:
+    with pytest.raises(QuerySyntaxError) as info:
+        parse(query)
+    assert str(info.value) == message
+
+
+def test_a_long_run_of_nots_is_read_without_recursion() -> None:
+    assert matches("NOT " * 3000 + "diffusion", title="diffusion models")  # an even run cancels out
+    assert not matches("NOT " * 3001 + "diffusion", title="diffusion models")
+    assert matches("(" * 50 + "diffusion" + ")" * 50, title="diffusion models")
+
+
+def test_soft_hyphens_zero_width_and_bidi_characters_do_not_hide_words() -> None:
+    from newsletter.entries import make_entry
+
+    entry = make_entry(title="Atten\u00adtion Is All You Need", abstract="Zero\u200bwidth \u202especial\u202c",
+                       source="s")
+    assert entry.title == "Attention Is All You Need" and entry.abstract == "Zerowidth special"
+    assert select([entry], Profile.from_strings(["title:attention"]))
+    # text that reached the store raw before cleaning existed still matches
+    raw = Entry(id="r", title="Atten\u00adtion Is All You Need")
+    assert select([raw], Profile.from_strings(["title:attention"]))
+
+
 def test_warnings_for_queries_that_cannot_help() -> None:
     assert parse("NOT survey").warnings() == ["can never match: every term is negated"]
     assert parse("the OR of").warnings() == ["consists only of stop words; it will match almost every paper"]

@@ -97,7 +97,7 @@ def test_detect_formats() -> None:
 def test_entry_file_errors_name_the_line() -> None:
     with pytest.raises(SourceError, match="source 'f': line 2: invalid JSON"):
         entryfile.parse(b'{"title": "a"}\n{"title": \n', source="f")
-    with pytest.raises(SourceError, match="entry 1 needs at least a 'title'"):
+    with pytest.raises(SourceError, match="^source 'f': no usable item: entry 1: needs a 'title' string$"):
         entryfile.parse(b'[{"abstract": "no title"}]', source="f")
 
 

@@ -13,13 +13,14 @@ from datetime import date
 from typing import Any
 
 from newsletter.entries import make_entry
-from newsletter.errors import SourceError
-from newsletter.models import Entry
+from newsletter.errors import ItemError, SourceError
+from newsletter.models import Entry, Parsed
+from newsletter.sources import fields
 
 _MONTHS = {m: i for i, m in enumerate(
     "jan feb mar apr may jun jul aug sep oct nov dec".split(), start=1)}
-_DATE = re.compile(r"^(?P<mon>[A-Z][a-z]{2})[a-z]*\.? (?P<day>\d{1,2})(?:, (?P<year>\d{4}))?(?: (?P<up>\d+))?$")
-_AUTHORS = re.compile(r"^[•·*-]?\s*(\d+) authors?$")
+_DATE = re.compile(r"^(?P<mon>[A-Z][a-z]{2})[a-z]*\.? (?P<day>[0-9]{1,2})(?:, (?P<year>[0-9]{4}))?(?: (?P<up>[0-9]+))?$")
+_AUTHORS = re.compile(r"^[•·*-]?\s*([0-9]+) authors?$")
 _CHROME = {"new", "get trending papers in your email inbox!", "subscribe", "daily papers",
            "byak and the research community"}
 
@@ -48,11 +49,18 @@ def _is_title(block: list[str], following: list[str] | None) -> bool:
     return following is not None and not _is_meta(following) and len(" ".join(following)) > len(block[0])
 
 
+def _number(name: str, digits: str) -> int:
+    if len(digits) > 19:  # over 2**63-1 (and int() refuses over 4,300 digits)
+        raise ItemError(f"'{name}' has {len(digits)} digits, not a whole number from 0 to {2**63 - 1}")
+    return int(digits)
+
+
 def parse(data: bytes, *, source: str, today: date) -> list[Entry]:
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SourceError(f"source '{source}': not UTF-8 text ({exc})") from exc
+    return list(parse_all(data, source=source, today=today).entries)
+
+
+def parse_all(data: bytes, *, source: str, today: date) -> Parsed:
+    text = fields.decode(data, source)
     blocks = [[ln.strip() for ln in b.splitlines() if ln.strip()]
               for b in re.split(r"\n[ \t]*\n", text.replace("\r\n", "\n"))]
     blocks = [b for b in blocks if b]
@@ -63,7 +71,7 @@ def parse(data: bytes, *, source: str, today: date) -> list[Entry]:
         if m and len(blocks[i]) == 1:
             page_date = _resolve(m["mon"], int(m["day"]), m["year"], today) or today
         i += 1
-    entries: list[Entry] = []
+    papers: list[tuple[str, list[str], list[str]]] = []
     while i < len(blocks):
         title = blocks[i][0] if len(blocks[i]) == 1 else " ".join(blocks[i])
         i += 1
@@ -74,20 +82,28 @@ def parse(data: bytes, *, source: str, today: date) -> list[Entry]:
                 break
             paragraphs.append(" ".join(blocks[i]))
             i += 1
-        fields: dict[str, Any] = {}
+        meta: list[str] = []
         if i < len(blocks) and _is_meta(blocks[i]):
-            for line in blocks[i]:
-                line = line.strip()
-                if a := _AUTHORS.match(line):
-                    fields["author_count"] = int(a.group(1))
-                elif d := _DATE.match(line):
-                    fields["published"] = _resolve(d["mon"], int(d["day"]), d["year"], page_date)
-                    if d["up"]:
-                        fields["upvotes"] = int(d["up"])
+            meta = blocks[i]
             i += 1
+        papers.append((title, paragraphs, meta))
+
+    def build(paper: tuple[str, list[str], list[str]]) -> Entry:
+        title, paragraphs, meta = paper
         if not paragraphs:
-            raise SourceError(f"source '{source}': paper '{title[:60]}' has no abstract "
-                              f"(is this a Daily Papers listing? use --format to choose another)")
-        entries.append(make_entry(title=title, abstract="\n\n".join(paragraphs), source=source,
-                                  **fields))
-    return entries
+            raise ItemError("has no abstract")
+        found: dict[str, Any] = {}
+        for line in meta:
+            line = line.strip()
+            if a := _AUTHORS.match(line):
+                found["author_count"] = _number("author_count", a.group(1))
+            elif d := _DATE.match(line):
+                found["published"] = _resolve(d["mon"], int(d["day"]), d["year"], page_date)
+                if d["up"]:
+                    found["upvotes"] = _number("upvotes", d["up"])
+        return make_entry(title=title, abstract="\n\n".join(paragraphs), source=source, **found)
+
+    try:
+        return fields.collect(source, papers, build, lambda paper: paper[0], noun="paper")
+    except SourceError as exc:  # not one paper with an abstract: probably not a listing at all
+        raise SourceError(f"{exc} (is this a Daily Papers listing? use --format to choose another)") from None
