@@ -14,6 +14,7 @@ aiosmtplib has no PIPELINING (RFC 2920), so a transaction is four round trips.
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import ssl
 import time
@@ -244,7 +245,7 @@ class SmtpSender:
             sender = self._quoted_sender(job.sender).encode(encoding)
             _expect(await client.execute_command(b"MAIL", b"FROM:" + sender, *options), 250)
             step = "rcpt"
-            _expect(await client.execute_command(b"RCPT", b"TO:" + quote_address(rcpt).encode(encoding)), 250, 251)
+            _expect(await client.execute_command(b"RCPT", b"TO:" + _quoted(rcpt).encode(encoding)), 250, 251)
             step = "data"
             _expect(await client.execute_command(b"DATA"), 354)
             protocol = client.protocol
@@ -273,6 +274,17 @@ class SmtpSender:
             client.close()
             return Outcome(job.issue_id, job.recipient, False, None, _describe(exc),
                            possible_duplicate=step == "message", connection=True), step
+
+
+_PLAIN_MAILBOX = re.compile(r"[^\s\x00-\x1f\x7f<>\"()\\,;:\[\]@]+@[^\s\x00-\x1f\x7f<>\"()\\,;:\[\]@]+")
+
+
+def _quoted(address: str) -> str:
+    """`<address>`: a plain local@domain as it is (the config edge validated it); anything else
+    through aiosmtplib's parser, which refuses what could smuggle ESMTP options (ValueError)."""
+    if _PLAIN_MAILBOX.fullmatch(address):
+        return f"<{address}>"
+    return quote_address(address)
 
 
 def _expect(response: aiosmtplib.SMTPResponse, *codes: int) -> None:
