@@ -1,6 +1,7 @@
 """Benchmark: the SMTP sender against Postfix's smtp-source, into the same smtp-sink.
 
     python bench/send.py [-n 20000] [-c 16] [--size 54000] [--batch 500] [--repeat 1] [--cprofile]
+                         [--sender-only] [--baseline]
 
 Starts `/usr/sbin/smtp-sink` on 127.0.0.1 (installs Debian's postfix package for it if missing;
 the Postfix daemon itself is never started), then, in turn:
@@ -125,6 +126,29 @@ def cpu(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+async def run_sendmail(port: int, n: int, size: int, concurrency: int, batch: int) -> tuple[int, list[Outcome]]:
+    """The baseline: aiosmtplib's own `sendmail` on `concurrency` kept connections, as the code
+    before this sender used it (it re-scans every message for line ends and dots, twice)."""
+    import aiosmtplib
+
+    queue: asyncio.Queue[Job] = asyncio.Queue()
+    ok = 0
+
+    async def worker() -> None:
+        nonlocal ok
+        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, timeout=30) as client:
+            while not queue.empty():
+                job = queue.get_nowait()
+                await client.sendmail(job.sender, [job.rcpt], job.message)
+                ok += 1
+
+    for jobs in batches(n, size, batch):
+        for job in jobs:
+            queue.put_nowait(job)
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return ok, []
+
+
 def time_sender(args: argparse.Namespace, port: int) -> tuple[float, float]:
     """Wall seconds and CPU seconds (user + system, this process) for our sender."""
     profile = cProfile.Profile() if args.cprofile else None
@@ -132,7 +156,8 @@ def time_sender(args: argparse.Namespace, port: int) -> tuple[float, float]:
     start = time.perf_counter()
     if profile:
         profile.enable()
-    ok, failed = asyncio.run(run_sender(port, args.n, args.size, args.c, args.batch))
+    run = run_sendmail if args.baseline else run_sender
+    ok, failed = asyncio.run(run(port, args.n, args.size, args.c, args.batch))
     if profile:
         profile.disable()
     seconds = time.perf_counter() - start
@@ -164,6 +189,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="rounds of (sender, smtp-source, smtp-source -d)")
     ap.add_argument("--cprofile", action="store_true", help="profile our sender and print the top functions")
     ap.add_argument("--sender-only", action="store_true", help="skip smtp-source (e.g. under py-spy)")
+    ap.add_argument("--baseline", action="store_true",
+                    help="time aiosmtplib's plain sendmail() (a new connection set per batch) instead of our sender")
     args = ap.parse_args()
     ensure_postfix_tools()
     port = free_port()
@@ -171,10 +198,11 @@ def main() -> None:
     size = len(next(batches(1, args.size, 1))[0].message)
     print(f"{args.n} messages of {size:,} bytes, {args.c} connections, smtp-sink on 127.0.0.1:{port}")
     try:
+        ours = "aiosmtplib sendmail" if args.baseline else "sender"
         for r in range(args.repeat):
-            results = {"sender": time_sender(args, port)}
+            results = {ours: time_sender(args, port)}
             if args.sender_only:
-                print(f"round {r + 1}: sender {args.n / results['sender'][0]:,.0f} msg/s", flush=True)
+                print(f"round {r + 1}: {ours} {args.n / results[ours][0]:,.0f} msg/s", flush=True)
                 continue
             results["smtp-source"] = time_source(args, port, keep=False)
             results["smtp-source -d"] = time_source(args, port, keep=True)
@@ -182,8 +210,8 @@ def main() -> None:
             print(f"round {r + 1}: " + " | ".join(
                 f"{name} {rate[name]:,.0f} msg/s ({used / args.n * 1e6:,.0f} us CPU/msg)"
                 for name, (_, used) in results.items()))
-            print(f"  ratio sender / smtp-source {rate['sender'] / rate['smtp-source']:.2f}x, "
-                  f"sender / smtp-source -d {rate['sender'] / rate['smtp-source -d']:.2f}x", flush=True)
+            print(f"  ratio {ours} / smtp-source {rate[ours] / rate['smtp-source']:.2f}x, "
+                  f"{ours} / smtp-source -d {rate[ours] / rate['smtp-source -d']:.2f}x", flush=True)
     finally:
         sink.terminate()
         sink.wait()
