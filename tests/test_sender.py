@@ -89,7 +89,7 @@ def test_connections_stay_open_across_batches_and_close_at_the_end(counting: tup
 
     quits_inside = asyncio.run(main())
     assert sorted(o.issue_id for o in outcomes) == sorted(f"issue-{i}" for i in range(30))
-    assert all(o.ok and o.code == 250 for o in outcomes)
+    assert all(o.ok and o.code == 250 and o.text == "250 OK" for o in outcomes)
     assert len(handler.messages) == 30
     assert len(set(handler.peers)) == 2  # two connections carried all three batches
     assert quits_inside == 0 and handler.quits == 2  # QUIT only when the `async with` ends

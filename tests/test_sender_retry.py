@@ -199,3 +199,20 @@ def test_451_then_250_from_a_real_server_is_delivered_once_with_the_same_message
     (message,) = recorder.messages
     assert message[1] == ["ada@example.org"]
     assert message_from_bytes(message[2], policy=policy.default)["Message-ID"] == "<ada-1@example.org>"
+
+
+def test_a_retry_whose_claim_was_lost_meanwhile_is_dropped() -> None:
+    inner, clock = Scripted({"a": [451, 250], "b": [451, 250]}), Clock()
+    asked: list[list[str]] = []
+
+    def held(ids: Sequence[str]) -> set[str]:
+        asked.append(list(ids))
+        return {"b"}  # another process took over a's claim while its retry waited
+
+    async def main() -> None:
+        async with Retrying(inner, 2, held=held, clock=clock, sleep=clock.sleep, jitter=lambda: 0.5) as sender:
+            await sender.deliver([job("a"), job("b")], lambda o: None)
+
+    asyncio.run(main())
+    assert asked == [["a", "b"]]
+    assert [names(b) for b in inner.batches] == [["a", "b"], ["b"]]

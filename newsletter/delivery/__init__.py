@@ -4,7 +4,7 @@ of transient failures, around any Sender)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -73,10 +73,10 @@ class Sender(Protocol):
     async def deliver(self, jobs: Sequence[Job], on_outcome: OnOutcome) -> None: ...
 
 
-def sender_for(smtp: SmtpConfig, outbox: Path | None = None,
-               should_stop: Callable[[], bool] | None = None) -> Sender:
+def sender_for(smtp: SmtpConfig, outbox: Path | None = None, should_stop: Callable[[], bool] | None = None,
+               held: Callable[[Sequence[str]], Collection[str]] | None = None) -> Sender:
     """The run's sender: the outbox folder when one is given, else the SMTP relay with in-run
-    retries of transient failures (`smtp.retries`)."""
+    retries of transient failures (`smtp.retries`; `held` filters the retries, see retry.py)."""
     if outbox is not None:
         from newsletter.delivery.maildir import MaildirSender
 
@@ -84,7 +84,7 @@ def sender_for(smtp: SmtpConfig, outbox: Path | None = None,
     from newsletter.delivery.retry import Retrying
     from newsletter.delivery.smtp import SmtpSender
 
-    return Retrying(SmtpSender(smtp, should_stop), smtp.retries, should_stop=should_stop)
+    return Retrying(SmtpSender(smtp, should_stop), smtp.retries, should_stop=should_stop, held=held)
 
 
 __all__ = ["Job", "OnOutcome", "Outcome", "Sender", "sender_for"]

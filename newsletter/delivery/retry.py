@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
 
@@ -38,17 +38,21 @@ class Retrying:
     """A Sender that retries the transient failures of another Sender within the run.
 
     Every attempt's outcome reaches `on_outcome` (the ledger counts attempts); one that will be
-    tried again carries `retry_in` (seconds). `clock`, `sleep` and `jitter` are injectable so the
-    policy is testable without waiting.
+    tried again carries `retry_in` (seconds). `held`, when given, is asked before each retry which
+    of the issues this process still holds (a claim can be lost while a retry waits); the others
+    are dropped. `clock`, `sleep` and `jitter` are injectable so the policy is testable without
+    waiting.
     """
 
     def __init__(self, inner: Sender, retries: int, *, should_stop: Callable[[], bool] | None = None,
+                 held: Callable[[Sequence[str]], Collection[str]] | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                  jitter: Callable[[], float] = random.random) -> None:
         self.inner = inner
         self.retries = retries
         self.should_stop = should_stop or (lambda: False)
+        self.held = held
         self.clock, self.sleep, self.jitter = clock, sleep, jitter
         self.waiting: list[_Tracked] = []  # transient failures, in the order they fell due
 
@@ -70,7 +74,10 @@ class Retrying:
 
     async def deliver(self, jobs: Sequence[Job], on_outcome: OnOutcome) -> None:
         """Deliver the batch, with the retries that are due by now."""
-        await self._round(self._due() + [_Tracked(job, on_outcome) for job in jobs])
+        fresh = [_Tracked(job, on_outcome) for job in jobs]
+        ids = {t.job.issue_id for t in fresh}
+        self.waiting = [t for t in self.waiting if t.job.issue_id not in ids]  # handed over again
+        await self._round(self._due() + fresh)
 
     async def drain(self) -> None:
         """Wait for and deliver the retries still queued, until none is left, the run stops or the
@@ -86,6 +93,9 @@ class Retrying:
         now = self.clock()
         due = [t for t in self.waiting if t.due <= now]
         self.waiting = [t for t in self.waiting if t.due > now]
+        if due and self.held is not None:
+            mine = self.held([t.job.issue_id for t in due])
+            due = [t for t in due if t.job.issue_id in mine]
         return due
 
     async def _round(self, tracked: list[_Tracked]) -> None:

@@ -253,8 +253,9 @@ class SmtpSender:
                 raise aiosmtplib.SMTPServerDisconnected("Connection lost")
             protocol.write(payload)
             step = "message"
-            _expect(await protocol.read_response(timeout=self.config.timeout), 250)
-            return Outcome(job.issue_id, job.recipient, True, 250, "250 OK"), step
+            accepted = await protocol.read_response(timeout=self.config.timeout)
+            _expect(accepted, 250)
+            return Outcome(job.issue_id, job.recipient, True, 250, f"250 {accepted.message}"), step
         except ValueError as exc:  # an address SMTP cannot carry: this message only
             if step != "mail":
                 await _reset(client)
