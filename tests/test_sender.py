@@ -224,3 +224,21 @@ def test_sender_for_an_outbox_writes_a_maildir(tmp_path: Path) -> None:
     assert [o.ok for o in outcomes] == [True, True, True]
     stored = sorted(p.read_bytes() for p in (tmp_path / "out" / "new").iterdir())
     assert stored == sorted(j.message for j in jobs(0, 3))
+
+
+def test_an_error_in_on_outcome_stops_every_connection_and_reaches_the_caller(
+        counting: tuple[Counting, int]) -> None:
+    handler, port = counting
+    seen: list[str] = []
+
+    def on_outcome(outcome: Outcome) -> None:
+        seen.append(outcome.issue_id)
+        raise KeyError("the ledger is gone")
+
+    async def main() -> None:
+        async with SmtpSender(config(port, concurrency=2)) as sender:
+            await sender.deliver(jobs(0, 10), on_outcome)
+
+    with pytest.raises(KeyError, match="the ledger is gone"):
+        asyncio.run(main())
+    assert len(seen) == 1 and len(handler.messages) <= 2  # at most what was in flight

@@ -128,8 +128,16 @@ class SmtpSender:
                 await self.deliver(jobs, on_outcome)
             return
         queue = iter(jobs)
-        workers = max(1, min(self.config.concurrency, len(jobs)))
-        await asyncio.gather(*(self._worker(queue, on_outcome) for _ in range(workers)))
+        workers = [asyncio.create_task(self._worker(queue, on_outcome))
+                   for _ in range(max(1, min(self.config.concurrency, len(jobs))))]
+        try:
+            await asyncio.gather(*workers)
+        except BaseException:
+            # on_outcome failed (or the run was cancelled): no worker may go on sending
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            raise
 
     def stop(self) -> None:
         """Finish in-flight transactions, start no new ones."""
