@@ -1,7 +1,7 @@
 """Benchmark: the SMTP sender against Postfix's smtp-source, into the same smtp-sink.
 
     python bench/send.py [-n 20000] [-c 16] [--size 54000] [--batch 500] [--repeat 1] [--cprofile]
-                         [--sender-only] [--baseline]
+                         [--dots 0] [--sender-only] [--baseline]
 
 Starts `/usr/sbin/smtp-sink` on 127.0.0.1 (installs Debian's postfix package for it if missing;
 the Postfix daemon itself is never started), then, in turn:
@@ -69,9 +69,10 @@ def start_sink(port: int) -> subprocess.Popen[bytes]:
     raise SystemExit("smtp-sink did not start")
 
 
-def body(size: int, seed: int) -> bytes:
+def body(size: int, seed: int, dots: int = 0) -> bytes:
     """A multipart/alternative body of about `size` bytes in wire form (CRLF, no line starting
-    with "."): quoted-printable-like lines of at most 76 characters, like a 10-paper digest."""
+    with "."): quoted-printable-like lines of at most 76 characters, like a 10-paper digest. With
+    `dots`, that many lines start with "." (today's renderer gives about two per digest)."""
     rng = random.Random(seed)
     lines = [b"MIME-Version: 1.0", b'Content-Type: multipart/alternative; boundary="==b=="', b"",
              b"--==b==", b"Content-Type: text/plain; charset=utf-8", b"Content-Transfer-Encoding: quoted-printable",
@@ -87,11 +88,14 @@ def body(size: int, seed: int) -> bytes:
         lines.append(b"<p>" + line[:70] + b"</p>=" if html else line + b"=")
         total += len(lines[-1]) + 2
     lines += [b"", b"--==b==--", b""]
+    for k in range(dots):
+        at = 10 + k * (len(lines) - 20) // max(1, dots)
+        lines[at] = b"." + lines[at][1:]
     return b"\r\n".join(lines)
 
 
-def batches(n: int, size: int, batch: int) -> Iterator[list[Job]]:
-    shared = body(size, 7)
+def batches(n: int, size: int, batch: int, dots: int = 0) -> Iterator[list[Job]]:
+    shared = body(size, 7, dots)
     sender = "Digest <digest@example.org>"
     for start in range(0, n, batch):
         jobs = []
@@ -103,7 +107,8 @@ def batches(n: int, size: int, batch: int) -> Iterator[list[Job]]:
         yield jobs
 
 
-async def run_sender(port: int, n: int, size: int, concurrency: int, batch: int) -> tuple[int, list[Outcome]]:
+async def run_sender(port: int, n: int, size: int, concurrency: int, batch: int,
+                     dots: int) -> tuple[int, list[Outcome]]:
     config = SmtpConfig(host="127.0.0.1", port=port, tls="none", timeout=30, concurrency=concurrency)
     ok = 0
     failed: list[Outcome] = []
@@ -116,7 +121,7 @@ async def run_sender(port: int, n: int, size: int, concurrency: int, batch: int)
             failed.append(outcome)
 
     async with sender_for(config) as sender:
-        for jobs in batches(n, size, batch):
+        for jobs in batches(n, size, batch, dots):
             await sender.deliver(jobs, on_outcome)
     return ok, failed
 
@@ -126,7 +131,8 @@ def cpu(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def run_sendmail(port: int, n: int, size: int, concurrency: int, batch: int) -> tuple[int, list[Outcome]]:
+async def run_sendmail(port: int, n: int, size: int, concurrency: int, batch: int,
+                       dots: int) -> tuple[int, list[Outcome]]:
     """The baseline: aiosmtplib's own `sendmail` on `concurrency` kept connections, as the code
     before this sender used it (it re-scans every message for line ends and dots, twice)."""
     import aiosmtplib
@@ -142,7 +148,7 @@ async def run_sendmail(port: int, n: int, size: int, concurrency: int, batch: in
                 await client.sendmail(job.sender, [job.rcpt], job.message)
                 ok += 1
 
-    for jobs in batches(n, size, batch):
+    for jobs in batches(n, size, batch, dots):
         for job in jobs:
             queue.put_nowait(job)
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -157,7 +163,7 @@ def time_sender(args: argparse.Namespace, port: int) -> tuple[float, float]:
     if profile:
         profile.enable()
     run = run_sendmail if args.baseline else run_sender
-    ok, failed = asyncio.run(run(port, args.n, args.size, args.c, args.batch))
+    ok, failed = asyncio.run(run(port, args.n, args.size, args.c, args.batch, args.dots))
     if profile:
         profile.disable()
     seconds = time.perf_counter() - start
@@ -188,6 +194,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=500, help="jobs handed to deliver() at a time")
     ap.add_argument("--repeat", type=int, default=1, help="rounds of (sender, smtp-source, smtp-source -d)")
     ap.add_argument("--cprofile", action="store_true", help="profile our sender and print the top functions")
+    ap.add_argument("--dots", type=int, default=0, help='lines per message that start with "." (stuffed)')
     ap.add_argument("--sender-only", action="store_true", help="skip smtp-source (e.g. under py-spy)")
     ap.add_argument("--baseline", action="store_true",
                     help="time aiosmtplib's plain sendmail() (a new connection set per batch) instead of our sender")

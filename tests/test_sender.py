@@ -137,11 +137,13 @@ def test_wire_form_goes_out_byte_for_byte_and_other_bytes_are_made_safe(smtp_ser
     recorder, port = smtp_server
     wire = b"Subject: a\r\n\r\nline\r\nend.\r\n"
     loose = b"Subject: b\n\n.starts with a dot\n.\nlast line without end"
+    dotted = b"Subject: c\r\n\r\n.mj-outlook-group-fix { width:100% }\r\nsoft break=\r\n. Marketing\r\n.\r\n"
     sent = [Job("a", "digest@example.org", "a@example.org", wire),
-            Job("b", "digest@example.org", "b@example.org", loose)]
+            Job("b", "digest@example.org", "b@example.org", loose),
+            Job("c", "digest@example.org", "c@example.org", dotted)]
     asyncio.run(SmtpSender(config(port, concurrency=1)).deliver(sent, lambda o: None))
     assert [m[2] for m in recorder.messages] == [
-        wire, b"Subject: b\r\n\r\n.starts with a dot\r\n.\r\nlast line without end\r\n"]
+        wire, b"Subject: b\r\n\r\n.starts with a dot\r\n.\r\nlast line without end\r\n", dotted]
 
 
 @dataclass

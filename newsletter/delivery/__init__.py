@@ -15,9 +15,9 @@ from newsletter.models import SmtpConfig
 
 @dataclass(frozen=True)
 class Job:
-    """One message for one recipient. `message` is in wire form: CRLF line ends, ending in CRLF,
-    no line starting with "." (the renderer guarantees it); bytes that are not are made so by the
-    SMTP sender at a cost (see `wire.is_wire_form`)."""
+    """One message for one recipient. `message` should be in wire form: CRLF line ends, ending in
+    CRLF, no line starting with "."; the SMTP sender checks every message and makes it so when it
+    is not (see delivery/wire.py for the cost)."""
 
     issue_id: str
     sender: str
