@@ -244,3 +244,15 @@ def test_an_error_in_on_outcome_stops_every_connection_and_reaches_the_caller(
     with pytest.raises(KeyError, match="the ledger is gone"):
         asyncio.run(main())
     assert len(seen) == 1 and len(handler.messages) <= 2  # at most what was in flight
+
+
+@pytest.mark.parametrize("content", [None, b"not a certificate\n"])
+def test_an_unreadable_ca_file_is_a_clear_error(tmp_path: Path, content: bytes | None) -> None:
+    from newsletter.errors import ConfigError
+
+    ca = tmp_path / "ca.pem"
+    if content is not None:
+        ca.write_bytes(content)
+    sender = SmtpSender(config(free_port(), tls="starttls", ca_file=str(ca)))
+    with pytest.raises(ConfigError, match=f"smtp.ca_file {ca}: not a readable PEM bundle of CA certificates"):
+        asyncio.run(sender.deliver(jobs(0, 1), lambda o: None))

@@ -110,7 +110,11 @@ class SmtpSender:
     async def __aenter__(self) -> SmtpSender:
         c = self.config
         if c.tls != "none":
-            self._tls = ssl.create_default_context(cafile=self.ca_file)  # verifies certificates
+            try:
+                self._tls = ssl.create_default_context(cafile=self.ca_file)  # verifies certificates
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"smtp.ca_file {self.ca_file}: not a readable PEM bundle of CA "
+                                  f"certificates ({exc}); fix the path or drop ca_file to trust the system's") from exc
         self._local_hostname = await asyncio.to_thread(socket.getfqdn)  # once, not per connection
         self._limiter = _RateLimiter(c.rate_limit)
         self._open = True
