@@ -175,14 +175,15 @@ class SmtpSender:
 
     async def _deliver_one(self, conn: _Connection | None, job: Job) -> tuple[Outcome, _Connection | None]:
         for _ in range(2):
-            reused = conn is not None
-            if conn is None or not conn.usable or conn.sent >= self.config.max_per_connection:
+            reused = conn is not None and conn.usable and conn.sent < self.config.max_per_connection
+            if not reused:
                 await _quit(conn)
                 conn = None
                 try:
                     conn = await self._connect()
                 except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
                     return self._connection_failure(job, exc), None
+            assert conn is not None
             outcome, step = await self._transaction(conn, job)
             conn.sent += 1
             if not conn.usable:
