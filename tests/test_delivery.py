@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import yaml
 from aiosmtpd.controller import Controller
 
 from conftest import Recorder, free_port, run, write_config
@@ -20,6 +21,20 @@ def ledger(project: Path) -> dict[str, tuple[str, int, str | None]]:
     rows = db.execute("SELECT subscriber, status, attempts, last_error FROM issues").fetchall()
     db.close()
     return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+
+def set_smtp(project: Path, **settings: object) -> None:
+    """Change newsletter.smtp settings of a project written by write_config, as data."""
+    data = yaml.safe_load(project.read_text())
+    data["newsletter"]["smtp"].update(settings)
+    project.write_text(yaml.safe_dump(data, allow_unicode=True))
+
+
+def retitled(listing: str, day: int) -> str:
+    """The listing with one paper renamed, so a new day has something new to send."""
+    changed = listing.replace("Revisiting the Superficial", f"Revisiting (day {day}) the Superficial")
+    assert changed != listing
+    return changed
 
 
 def test_451_is_retried_within_the_run_and_delivered_once(smtp_server, tmp_path: Path) -> None:
@@ -37,8 +52,7 @@ def test_451_on_every_try_stays_pending_and_a_later_run_delivers(smtp_server, tm
     recorder, port = smtp_server
     recorder.rcpt_replies["ada@example.org"] = ["451 4.3.0 greylisted"]
     project = write_config(tmp_path, port=port, extra="")
-    text = project.read_text().replace("timeout: 5}", "timeout: 5, retries: 0}")
-    project.write_text(text)
+    set_smtp(project, retries=0)
     assert run("--file", str(project), "send", "--at", AT) == 3
     err = capsys.readouterr().err
     assert "ada@example.org: will retry: 451 4.3.0 greylisted" in err
@@ -72,7 +86,7 @@ def test_starttls_required_but_not_offered_sends_nothing(smtp_server, tmp_path: 
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     recorder, port = smtp_server  # aiosmtpd without a TLS context offers no STARTTLS
     project = write_config(tmp_path, port=port)
-    project.write_text(project.read_text().replace("tls: none, timeout: 5}", "tls: starttls, timeout: 5, retries: 0}"))
+    set_smtp(project, tls="starttls", retries=0)
     assert run("--file", str(project), "send", "--at", AT) == 3
     err = capsys.readouterr().err
     assert f"127.0.0.1:{port} does not offer STARTTLS; refusing to send in plaintext" in err
@@ -104,7 +118,7 @@ def test_stalled_server_times_out_and_stays_pending(tmp_path: Path, capsys: pyte
     controller.start()
     try:
         project = write_config(tmp_path, port=port)
-        project.write_text(project.read_text().replace("timeout: 5}", "timeout: 1, retries: 0}"))
+        set_smtp(project, timeout=1, retries=0)
         assert run("--file", str(project), "send", "--at", AT) == 3
     finally:
         controller.stop()
@@ -117,7 +131,7 @@ def test_connection_refused_trips_the_breaker_and_leaves_issues_pending(tmp_path
                                                                          capsys: pytest.CaptureFixture[str]) -> None:
     subs = "".join(f"  - email: user{i}@example.org\n    keywords: ['model']\n" for i in range(8))
     project = write_config(tmp_path, port=free_port(), subscribers=subs)
-    project.write_text(project.read_text().replace("timeout: 5}", "timeout: 5, retries: 0, concurrency: 1}"))
+    set_smtp(project, retries=0, concurrency=1)
     assert run("--file", str(project), "send", "--at", AT) == 3
     assert "consecutive connection failures; the rest stays pending" in capsys.readouterr().err
     rows = ledger(project)
@@ -133,16 +147,16 @@ def test_repeated_permanent_failures_pause_the_subscriber(smtp_server, tmp_path:
     recorder.rcpt_replies["ada@example.org"] = ["550 5.1.1 no such user"]
     subs = "  - email: ada@example.org\n    keywords: [model]\n    max_entries: 1\n"
     project = write_config(tmp_path, port=port, subscribers=subs)
-    project.write_text(project.read_text().replace("timeout: 5}", "timeout: 5, pause_after: 2}"))
+    set_smtp(project, pause_after=2)
     listing = project.parent / "data" / "listing.txt"
     text = listing.read_text()
     for day in (27, 28):
         # new papers each day, so there is something to send
-        listing.write_text(text.replace("Revisiting the Superficial", f"Revisiting (day {day}) the Superficial"))
+        listing.write_text(retitled(text, day))
         assert run("--file", str(project), "send", "--at", f"2026-11-{day}T09:00:00+00:00") == 3
     err = capsys.readouterr().err
     assert "ada@example.org: failed: subscriber paused after repeated permanent failures" in err
-    listing.write_text(text.replace("Revisiting the Superficial", "Revisiting (day 29) the Superficial"))
+    listing.write_text(retitled(text, 29))
     assert run("--file", str(project), "send", "--at", "2026-11-29T09:00:00+00:00") == 0
     capsys.readouterr()
     assert run("--file", str(project), "status", "--json") == 0
@@ -159,7 +173,7 @@ def test_an_issue_not_delivered_before_its_next_slot_expires(smtp_server, tmp_pa
     recorder.rcpt_replies["ada@example.org"] = ["451 4.3.0 try later"]
     subs = "  - email: ada@example.org\n    keywords: [model]\n"
     project = write_config(tmp_path, port=port, subscribers=subs)
-    project.write_text(project.read_text().replace("timeout: 5}", "timeout: 5, retries: 0}"))
+    set_smtp(project, retries=0)
     assert run("--file", str(project), "send", "--at", AT) == 3
     recorder.rcpt_replies.clear()
     # the next slot (28 Nov 07:00) has passed: the old issue is expired, not sent late
@@ -185,7 +199,7 @@ def test_replies_per_stage(smtp_server, tmp_path: Path, stage: str, reply: str, 
         recorder.data_reply = reply
     subs = "  - email: ada@example.org\n    keywords: [model]\n"
     project = write_config(tmp_path, port=port, subscribers=subs)
-    project.write_text(project.read_text().replace("timeout: 5}", "timeout: 5, retries: 0}"))
+    set_smtp(project, retries=0)
     assert run("--file", str(project), "send", "--at", AT) == exit_code
     row = ledger(project)["ada@example.org"]
     assert row[0] == status and reply.split()[0] in (row[2] or "")
