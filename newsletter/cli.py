@@ -165,6 +165,9 @@ def _say(args: argparse.Namespace, text: str) -> None:
 
 def _report_ingest(args: argparse.Namespace, reports: Sequence[ingest.IngestReport]) -> None:
     for r in reports:
+        if not args.quiet:
+            for reason in r.skipped:
+                print(f"warning: {reason}", file=sys.stderr)
         if r.error:
             print(f"error: {r.error}", file=sys.stderr)
         elif r.not_modified:
@@ -335,6 +338,8 @@ def _logging(args: argparse.Namespace) -> None:
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     logging.getLogger("apscheduler").setLevel(logging.WARNING if not args.verbose else logging.INFO)
+    for noisy in ("httpx", "httpcore"):  # at INFO they log every request URL, credentials included
+        logging.getLogger(noisy).setLevel(logging.WARNING if not args.verbose else logging.INFO)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

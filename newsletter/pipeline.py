@@ -22,7 +22,7 @@ from newsletter import issues as issuelib
 from newsletter.addresses import wire_form
 from newsletter.builder import Builder, Built
 from newsletter.credentials import PREVIEW_SECRET, Secrets
-from newsletter.delivery import Job, Outcome
+from newsletter.delivery import Job, Outcome, Sender, sender_for
 from newsletter.errors import ConfigError
 from newsletter.issues import Due, NotDue, Slots
 from newsletter.ledger import CLAIM_LEASE, Clock, Ledger, wall_clock
@@ -160,7 +160,7 @@ class _Run:
         self.report = SendReport()
         self.transient: dict[str, tuple[str, str]] = {}
         self.sender_address = sender_address(config.settings)
-        self.sender: object | None = None
+        self.sender: Sender | None = None
 
     def stopping(self) -> bool:
         return self.should_stop() or self.report.stopped is not None
@@ -185,19 +185,22 @@ class _Run:
                    catch_up: timedelta | None, outbox: Path | None, batch: int) -> None:
         """Leftovers first; then a producer thread builds and commits batch after batch (its own
         store connection) while this loop delivers the previous one: rendering, commits and SMTP
-        overlap, and at most two batches are in memory."""
-        self.sender = _sender(self.config, outbox, self.stopping)
-        t = time.perf_counter()
-        await self.leftovers(only, batch)
-        self.report.timed("leftovers", t)
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[list[Job] | None] = asyncio.Queue(maxsize=1)
-        producer = loop.run_in_executor(None, self.produce, loop, queue, now, only, group, catch_up, batch)
-        while (jobs := await queue.get()) is not None:
+        overlap, and at most two batches are in memory. The sender's connections stay open for
+        the whole run; retries that fall due join the next batch."""
+        async with sender_for(self.config.settings.smtp, outbox, self.stopping, self.ledger.held) as sender:
+            self.sender = sender
             t = time.perf_counter()
-            await self.deliver(jobs)
-            self.report.timed("deliver", t)
-        await producer  # its exception, if any, is this run's
+            await self.leftovers(only, batch)
+            self.report.timed("leftovers", t)
+            loop = asyncio.get_running_loop()
+            queue: asyncio.Queue[list[Job] | None] = asyncio.Queue(maxsize=1)
+            producer = loop.run_in_executor(None, self.produce, loop, queue, now, only, group, catch_up, batch)
+            while (jobs := await queue.get()) is not None:
+                t = time.perf_counter()
+                await self.deliver(jobs)
+                self.report.timed("deliver", t)
+            await producer  # its exception, if any, is this run's
+        self.ledger.flush()  # outcomes of the retries sent on the way out
 
     def produce(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[list[Job] | None], now: datetime,
                 only: str | Collection[str] | None, group: tuple[str, str] | None, catch_up: timedelta | None,
@@ -256,43 +259,13 @@ class _Run:
             await self.deliver(jobs)
 
     async def deliver(self, jobs: Sequence[Job]) -> None:
-        if not jobs or self.stopping():
+        if not jobs or self.stopping() or self.sender is None:
             return
         held = self.ledger.held([j.issue_id for j in jobs])
-        jobs = [j for j in jobs if j.issue_id in held]
-        sender = self.sender
-        retries = self.config.settings.smtp.retries if not isinstance(sender, _Maildir) else 0
-        round_jobs = list(jobs)
-        by_id = {j.issue_id: j for j in jobs}
-        for attempt in range(retries + 1):
-            await sender.deliver(round_jobs, self.on_outcome)  # type: ignore[union-attr]
-            if getattr(sender, "tripped", False):
-                self.report.stopped = (f"stopped after {sender.consecutive_connection_failures} consecutive "  # type: ignore[union-attr]
-                                       "connection failures; the rest stays pending")
-                break
-            round_jobs = [by_id[i] for i in self.transient if i in by_id]
-            if not round_jobs or attempt == retries or self.stopping():
-                break
-            await asyncio.sleep((2.0 ** attempt) * 0.5)
+        await self.sender.deliver([j for j in jobs if j.issue_id in held], self.on_outcome)
+        if self.sender.halted:
+            self.report.stopped = self.sender.halted
         self.ledger.flush()
-
-
-class _Maildir:
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    async def deliver(self, jobs: Sequence[Job], on_outcome: Callable[[Outcome], None]) -> None:
-        from newsletter.delivery import maildir
-
-        maildir.deliver(self.folder, jobs, on_outcome)
-
-
-def _sender(config: Config, outbox: Path | None, should_stop: Callable[[], bool]) -> object:
-    if outbox is not None:
-        return _Maildir(outbox)
-    from newsletter.delivery.smtp import SmtpSender
-
-    return SmtpSender(config.settings.smtp, should_stop)
 
 
 def unsubscribe(store: Store, email: str, now: datetime) -> None:
