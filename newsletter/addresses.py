@@ -62,8 +62,11 @@ class AddressChecker:
             return check_address(address)
         if len(local) <= _LOCAL_MAX_OCTETS and _ASCII_LOCAL.fullmatch(local):
             normal_local = local.lower()
-        else:  # raises the library's words for a bad local part, which it reports before the domain
-            normal_local = check_address(f"{local}@{_PROBE_DOMAIN}").rpartition("@")[0]
+        else:
+            try:
+                normal_local = check_address(f"{local}@{_PROBE_DOMAIN}").rpartition("@")[0]
+            except ValueError:
+                return check_address(address)  # the words for this very address
         if domain not in self._domains:
             try:
                 valid = validate_email(f"a@{domain}", check_deliverability=False, strict=True)

@@ -194,14 +194,14 @@ def number(text: str, tag: str) -> tuple[int | float | None, str | None]:
     """A YAML int or float scalar as a number, or why not: YAML 1.1 reads `010` as octal, `1:30` as
     base 60 and has `.inf` and `.nan`; none of these is what a user meant by a count or a timeout."""
     if ":" in text:
-        return None, f"'{shown(text)}' is a base-60 number in YAML 1.1; write it as a plain decimal number"
-    digits = text.lstrip("+-").replace("_", "")
+        return None, f"'{shown(text)}' is a base-60 number in YAML 1.1{_read_as(text)}; write a plain decimal number"
+    minus, digits = "-" if text.startswith("-") else "", text.lstrip("+-").replace("_", "")
     if tag == "int":
         if _OCTAL.fullmatch(text):
-            plain = digits.lstrip("0") or "0"
-            return None, f"'{shown(text)}' has a leading zero, which YAML 1.1 reads as an octal number; write {plain}"
+            return None, (f"'{shown(text)}' has a leading zero, which YAML 1.1 reads as an octal number"
+                          f"{_read_as(text)}; write {minus}{digits.lstrip('0') or '0'}")
         if not _DECIMAL.fullmatch(text):
-            return None, f"'{shown(text)}' is not a decimal number; write it in decimal"
+            return None, f"'{shown(text)}' is not a decimal number{_read_as(text)}; write it in decimal"
         if len(digits) > _MAX_DIGITS:
             return None, f"'{shown(text)}' is too large"
         return int(text.replace("_", "")), None
@@ -212,3 +212,13 @@ def number(text: str, tag: str) -> tuple[int | float | None, str | None]:
     if not math.isfinite(value):
         return None, f"'{shown(text)}' is not a finite number"
     return value, None
+
+
+def _read_as(text: str) -> str:
+    """` (N)`: what YAML 1.1 makes of a short odd number, to show the user; empty if too long."""
+    if len(text) > 40:
+        return ""
+    try:
+        return f" ({yaml.safe_load(text)})"
+    except (ValueError, yaml.YAMLError):
+        return ""

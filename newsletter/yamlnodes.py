@@ -5,9 +5,6 @@ constructed from the nodes here, so no tag can execute anything.
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -62,39 +59,31 @@ class _NodeByNode(*_COMPOSER_BASES):  # type: ignore[misc]
                 return
 
 
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """Without this, the cyclic collector walks the growing node tree again and again: half the time
-    of a 100,000-subscriber load. A node tree holds no cycles worth collecting while it is read."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def compose(text: str, path: Path) -> yaml.Node | None:
     """The node tree of a one-document file (None if it is empty), or ConfigError at FILE:LINE:COL.
 
-    libyaml words its syntax errors differently: a broken file is read again by the pure-Python
-    loader, so each message and position stays the one users (and tests) know.
+    A file libyaml refuses is read again by the pure-Python loader, whose verdict stands: libyaml
+    words its errors differently (each message and position stays the one users and tests know),
+    and refuses a few odd files PyYAML reads (`[a, b 'c']`). It accepts a few PyYAML refuses (a
+    tab starting a key, `?` inside a flow mapping, empty tagged nodes); the schema then names them.
     """
     try:
         return yaml.compose(text, Loader=_Loader)
     except yaml.YAMLError as fast_error:
-        error = fast_error
-    if _BASE is not yaml.SafeLoader:
-        try:
-            yaml.compose(text, Loader=yaml.SafeLoader)
-        except yaml.YAMLError as pure_error:
-            error = pure_error
+        if _BASE is yaml.SafeLoader:
+            raise _config_error(fast_error, path) from None
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as pure_error:
+        raise _config_error(pure_error, path) from None
+
+
+def _config_error(error: yaml.YAMLError, path: Path) -> ConfigError:
     if isinstance(error, yaml.MarkedYAMLError):
         mark = error.problem_mark or error.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: invalid YAML: {error.problem or error.context}") from None
-    raise ConfigError(f"{path}: invalid YAML: {error}") from None
+        return ConfigError(f"{where}: invalid YAML: {error.problem or error.context}")
+    return ConfigError(f"{path}: invalid YAML: {error}")
 
 
 def compose_value(text: str, key: str) -> yaml.Node | None:
