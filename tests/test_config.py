@@ -47,12 +47,20 @@ def write(folder: Path, doc: dict[str, Any]) -> Path:
     return path
 
 
-def at(path: Path, needle: str) -> str:
-    """FILE:LINE:COL of the first occurrence of `needle` in the file (1-based, as messages say)."""
+def at(path: Path, needle: str, value_of: str | None = None) -> str:
+    """FILE:LINE:COL (1-based, as messages say) of the first `needle` in the file, or of the value
+    after `value_of: ` on the line where `needle` first stands."""
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if needle in line:
-            return f"{path}:{number}:{line.index(needle) + 1}"
+            col = line.index(f"{value_of}: ") + len(value_of) + 2 if value_of else line.index(needle)
+            return f"{path}:{number}:{col + 1}"
     raise AssertionError(f"{needle!r} not in {path}")
+
+
+def validate_ok(path: Path, capsys: pytest.CaptureFixture[str]) -> list[str]:
+    code, out, err = validate(path, capsys)
+    assert (code, err) == (0, "")
+    return out.splitlines()
 
 
 def validate(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -305,7 +313,7 @@ def test_a_bad_base_url_is_refused(url: str, message: str, tmp_path: Path, capsy
     path = write(tmp_path, document(base_url=url))
     code, out, err = validate(path, capsys)
     assert code == 2
-    assert err == f"{at(path, 'base_url:')[:-1]}{len('  base_url: ') + 1}: newsletter.base_url: {message}\n"
+    assert err == f"{at(path, 'base_url:', 'base_url')}: newsletter.base_url: {message}\n"
 
 
 def test_a_good_base_url_keeps_its_path_without_the_trailing_slash(tmp_path: Path) -> None:
@@ -317,7 +325,7 @@ def test_a_title_with_a_line_break_is_refused(tmp_path: Path, capsys: pytest.Cap
     path = write(tmp_path, document(title="Digest\r\nBcc: victim@example.net"))
     code, out, err = validate(path, capsys)
     assert code == 2
-    assert err == (f"{at(path, 'title:')[:-1]}10: newsletter.title: the title cannot contain line breaks or "
+    assert err == (f"{at(path, 'title:', 'title')}: newsletter.title: the title cannot contain line breaks or "
                    "control characters (found U+000D)\n")
 
 
@@ -362,12 +370,7 @@ def test_settings_out_of_range_are_refused(block: str, key: str, value: float, m
     path = write(tmp_path, doc)
     code, out, err = validate(path, capsys)
     assert code == 2
-    assert err == f"{at(path, f'{key}: {value}')[:-1]}{_value_column(path, key)}: {what}: {message}\n"
-
-
-def _value_column(path: Path, key: str) -> int:
-    line = next(line for line in path.read_text().splitlines() if f" {key}: " in line or f"{{{key}: " in line)
-    return line.index(f"{key}: ") + len(key) + 3
+    assert err == f"{at(path, f'{key}: {value}', key)}: {what}: {message}\n"
 
 
 def test_a_bad_port_in_the_environment_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -409,9 +412,8 @@ def test_a_local_part_of_64_octets_is_fine(tmp_path: Path) -> None:
 def test_validate_warns_when_there_is_no_one_click_unsubscribe(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, document(base_url=None))
-    code, out, err = validate(path, capsys)
-    assert code == 0
-    assert out.splitlines() == [
+    out = "\n".join(lines := validate_ok(path, capsys))
+    assert lines == [
         f"{path}:1:1: warning: newsletter: no base_url: messages carry only a mailto: List-Unsubscribe, which "
         "Gmail's and Yahoo's bulk-sender rules do not accept as one-click unsubscribe; set newsletter.base_url to "
         "the public address of `newsletter serve` (or `run`) and NEWSLETTER_SECRET in the environment",
@@ -430,10 +432,9 @@ def test_unsubscribed_in_the_yaml_still_loads_with_a_warning(tmp_path: Path, cap
         {"email": "cy@example.org", "keywords": ["x"], "paused": False},
     ]
     path = write(tmp_path, doc)
-    code, out, err = validate(path, capsys)
-    assert code == 0
-    assert out.splitlines() == [
-        f"{at(path, 'unsubscribed: true')[:-1]}{len('  unsubscribed: ') + 1}: warning: subscribers[0] "
+    out = "\n".join(lines := validate_ok(path, capsys))
+    assert lines == [
+        f"{at(path, 'unsubscribed: true', 'unsubscribed')}: warning: subscribers[0] "
         "(ada@example.org).unsubscribed: subscriber state now lives in the state store (`newsletter subscribers "
         "unsubscribe` / `resume` manage it); this line is read only for files written by the old release",
         f"{path}: ok (3 subscribers, 0 sources)",
