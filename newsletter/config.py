@@ -86,13 +86,6 @@ def _base_url(value: str) -> str:
     return url
 
 
-def _title(value: str) -> str:
-    bad = _control_character(value)
-    if bad:
-        raise ValueError(f"the title cannot contain line breaks or control characters (found {bad})")
-    return value
-
-
 def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
@@ -154,7 +147,7 @@ def _settings(c: Checker, node: yaml.Node | None, base: Path, env: Mapping[str, 
     if node is None:
         return None
     m = c.mapping(node, "newsletter", _SETTINGS_KEYS)
-    title = c.checked(m["title"], "newsletter.title", _title) if "title" in m else "Daily Papers Digest"
+    title = c.string(m["title"], "newsletter.title") if "title" in m else "Daily Papers Digest"
     sender = None
     if "sender" in m:
         sender = c.checked(m["sender"], "newsletter.sender", check_sender)
