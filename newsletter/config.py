@@ -322,7 +322,7 @@ def _subscribers(c: Checker, node: yaml.Node | None, settings: Settings | None) 
         if "email" not in m:
             c.error(item, f"{what}: missing 'email'")
         else:
-            email = c.checked(m["email"], f"{what}.email", c.address)
+            email = c.checked(m["email"], f"{what}.email", c.address, remember=False)
             if email is not None:
                 if email in seen:
                     c.error(m["email"], f"{what}.email: duplicate subscriber '{email}' "

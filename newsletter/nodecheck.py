@@ -37,6 +37,7 @@ class Checker:
         # and queries thousands of times.
         self._memo: dict[tuple[Any, ...], tuple[Any, str | None]] = {}
         self._queries: dict[str, tuple[list[str], QuerySyntaxError | None]] = {}
+        self._clean_queries: set[str] = set()  # parsed, no warning: nothing to do where they stand again
         self.address = AddressChecker()
 
     def where(self, node: yaml.Node) -> str:
@@ -129,11 +130,19 @@ class Checker:
             return None
         return value
 
-    def checked(self, node: yaml.Node, what: str, check: Callable[..., Any], *args: Any) -> Any:
-        """check(value, *args) on a string value; the outcome is remembered per distinct input."""
+    def checked(self, node: yaml.Node, what: str, check: Callable[..., Any], *args: Any,
+                remember: bool = True) -> Any:
+        """check(value, *args) on a string value; the outcome is remembered per distinct input
+        (unless `remember` is false: values that never repeat, such as addresses)."""
         value = self.string(node, what)
         if value is None:
             return None
+        if not remember:
+            try:
+                return check(value, *args)
+            except ValueError as exc:
+                self.error(node, f"{what}: {exc}")
+                return None
         key = (check, value, *args)
         outcome = self._memo.get(key)
         if outcome is None:
@@ -148,8 +157,10 @@ class Checker:
         return result
 
     def queries(self, items: list[tuple[str, yaml.Node]], what: str) -> None:
+        clean = self._clean_queries
         for j, (text, node) in enumerate(items):
-            self.query(node, what, j, text)
+            if text not in clean:
+                self.query(node, what, j, text)
 
     def query(self, node: yaml.Node, what: str, index: int, text: str) -> None:
         """Parse a query (once per distinct text); `what[index]` names it in a message."""
@@ -160,6 +171,8 @@ class Checker:
             except QuerySyntaxError as syntax_error:
                 known = ([], syntax_error)
             self._queries[text] = known
+            if known == ([], None):
+                self._clean_queries.add(text)
         warnings, exc = known
         if exc is not None:
             line, col = node.start_mark.line, node.start_mark.column
