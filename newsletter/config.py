@@ -128,19 +128,22 @@ def _config(root: yaml.Node | None, path: Path, env: Mapping[str, str]) -> Confi
 
 
 def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
-    """Only the `newsletter:` block, validated as load() does; the subscribers are not read (nor
-    checked: a broken subscriber entry or YAML after the block goes unnoticed). For hot paths
-    (the unsubscribe endpoint, the scheduler's ticks) where a full load of a large list is too slow."""
-    text = _read(path)
-    with gc_paused():
-        node = compose_value(text, "newsletter")
-        if node is None:  # an unusual layout: read the whole file, which also says what is wrong
-            return loads(text, path, env or {}).settings
-        c = Checker(path)
-        settings = _settings(c, node, path.parent, env or {})
-        c.raise_if_any()
-        assert settings is not None
-        return settings
+    """Only the `newsletter:` block, validated as load() does; the file is read only up to the end
+    of that block, and the subscribers are neither read nor checked (a broken subscriber entry, or
+    broken YAML after the block, goes unnoticed). For hot paths (the unsubscribe endpoint, the
+    scheduler's ticks) where a full load of a large list is too slow."""
+    try:
+        with path.open("rb") as stream, gc_paused():
+            node = compose_value(stream, "newsletter")
+    except OSError:
+        node = None
+    if node is None:  # unreadable, or an unusual layout: a full load says what is wrong
+        return load(path, env).settings
+    c = Checker(path)
+    settings = _settings(c, node, path.parent, env or {})
+    c.raise_if_any()
+    assert settings is not None
+    return settings
 
 
 def _settings(c: Checker, node: yaml.Node | None, base: Path, env: Mapping[str, str]) -> Settings | None:

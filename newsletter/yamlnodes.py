@@ -6,7 +6,7 @@ constructed from the nodes here, so no tag can execute anything.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 
@@ -43,8 +43,8 @@ _COMPOSER_BASES = (_Loader,) if issubclass(_Loader, yaml.composer.Composer) else
 
 
 class _NodeByNode(*_COMPOSER_BASES):  # type: ignore[misc]
-    def __init__(self, text: str) -> None:
-        _Loader.__init__(self, text)  # type: ignore[call-arg]
+    def __init__(self, stream: str | BinaryIO) -> None:
+        _Loader.__init__(self, stream)  # type: ignore[call-arg]
         self.anchors: dict[str, yaml.Node] = {}
 
     def skip_node(self) -> None:
@@ -86,10 +86,11 @@ def _config_error(error: yaml.YAMLError, path: Path) -> ConfigError:
     return ConfigError(f"{path}: invalid YAML: {error}")
 
 
-def compose_value(text: str, key: str) -> yaml.Node | None:
-    """The value of one top-level key, composing nothing after it; None if the document is not a
-    mapping, lacks the key, or has a YAML error on the way (compose() then says which)."""
-    loader = _NodeByNode(text)
+def compose_value(stream: str | BinaryIO, key: str) -> yaml.Node | None:
+    """The value of one top-level key, reading and composing nothing after it (from a binary file,
+    libyaml reads a chunk at a time); None if the document is not a mapping, lacks the key, or has a
+    YAML error on the way (compose() then says which)."""
+    loader = _NodeByNode(stream)
     try:
         for event in (yaml.StreamStartEvent, yaml.DocumentStartEvent, yaml.MappingStartEvent):
             if not loader.check_event(event):

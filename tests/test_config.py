@@ -492,3 +492,14 @@ def test_a_file_pyyaml_reads_and_libyaml_refuses_is_judged_as_pyyaml_reads_it(tm
     with pytest.raises(ConfigError) as got:
         load(path)
     assert str(got.value) == f"{path}:6:19: subscribers[0] (ada@example.org).keywords[1]: expected str, got a mapping"
+
+
+def test_load_settings_of_a_missing_or_unreadable_file_says_so(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as missing:
+        load_settings(tmp_path / "nope.yaml")
+    assert str(missing.value).startswith(f"{tmp_path / 'nope.yaml'}: no such file")
+    path = tmp_path / "subscribers.yaml"
+    path.write_bytes(b"newsletter:\n  title: \xff\xfe\n")
+    with pytest.raises(ConfigError) as undecodable:
+        load_settings(path)
+    assert str(undecodable.value).startswith(f"{path}: cannot read: 'utf-8' codec can't decode byte 0xff")
