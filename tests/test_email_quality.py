@@ -303,19 +303,7 @@ def test_assembled_issues_are_byte_identical_to_rendering_each_alone(language: s
 
 
 def _context_of(renderer: SlotRenderer, issue: Issue, unsubscribe: str, change: str) -> dict[str, Any]:
-    captured: dict[str, Any] = {}
-    original = renderer._assemble_html
-
-    def spy(source: str, cards: Any, context: dict[str, Any]) -> Any:
-        captured.update(context)
-        return original(source, cards, context)
-
-    renderer._assemble_html = spy  # type: ignore[method-assign]
-    try:
-        renderer.render(issue, unsubscribe_url=unsubscribe, change_url=change)
-    finally:
-        del renderer._assemble_html
-    return captured
+    return renderer.context(issue, unsubscribe_url=unsubscribe, change_url=change)
 
 
 def test_data_that_carries_the_placeholder_text_is_rendered_the_direct_way() -> None:

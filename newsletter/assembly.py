@@ -1,0 +1,256 @@
+"""Assembling an email from shared pieces: the MJML frame compiled once per shape, the cards built
+once, and (`Plan`) the template's output for one shape of issue with a hole for every value.
+
+How a frame is made: the Jinja output has each card as a placeholder; the content of every text
+block (`<mj-text>`, `<mj-title>`) is taken out, the rest (the skeleton) compiled by MJML once, and
+each issue's blocks put back between its static pieces: MJML copies a text block's content as it
+stands, so the result is the same, byte for byte, as compiling the whole document.
+
+How a plan is made: the template is rendered once with a sentinel for each non-empty string value
+of the context (names, links, subject, ...) and the real values of everything that decides its
+shape (how many papers, which values are empty, numbers); the pieces that output is cut into are
+then filled per subscriber with the values, escaped as Jinja would have escaped them. Only the
+default theme is planned (a user template may do anything with a value); each plan is checked
+against a real rendering before it is used.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from markupsafe import Markup, escape
+
+# Placeholders while a frame is assembled (MJML drops private-use characters, so plain ASCII);
+# output that holds them other than where they were put takes the direct path
+OPEN, CLOSE = "@@nl-hole-", "@@"
+_TOKEN = re.compile(f"{OPEN}(\\d+){CLOSE}")
+_SLOT_OPEN = "@@nl-slot-"
+_SLOT = re.compile(f"{_SLOT_OPEN}(\\d+){CLOSE}")
+_TEXT_BLOCK = re.compile(r"(<mj-(?:text|title)\b[^>]*(?<!/)>)(.*?)(</mj-(?:text|title)>)", re.S)
+# values that differ from one subscriber to the next: pieces holding them are not kept for reuse
+_PERSONAL = ("subscriber", "profile", "unsubscribe_url", "change_url", "issue.id")
+_SHARED_LIMIT = 50_000  # distinct shared pieces kept per renderer before the store starts again
+
+
+class SharedText(str):
+    """A piece of a rendered email shared by many subscribers' messages; message.build keeps its
+    quoted-printable form on it (`wire`) so it is encoded once."""
+
+    wire: bytes
+
+
+def token(k: int) -> str:
+    return f"{OPEN}{k}{CLOSE}"
+
+
+def split_tokens(source: str, n: int) -> list[str] | None:
+    """`source` split at its placeholders, which must be exactly 0..n-1, once each, in order, with
+    no stray placeholder character (data that carries one takes the direct path)."""
+    parts = _TOKEN.split(source)
+    if parts[1::2] != [str(i) for i in range(n)]:
+        return None
+    if any(OPEN in p for p in parts[0::2]):
+        return None
+    return parts
+
+
+def fill(source: str, pieces: Sequence[str]) -> list[str]:
+    """`source` (already checked by `split_tokens`) with each placeholder replaced by its piece."""
+    out: list[str] = []
+    for i, part in enumerate(_TOKEN.split(source)):
+        if i % 2:
+            out.append(pieces[int(part)])
+        elif part:
+            out.append(part)
+    return out
+
+
+Frame = tuple[list[SharedText], list[int]]
+
+
+def hollow(source: str) -> tuple[str, list[str]] | None:
+    """The skeleton (each text block's content replaced by a placeholder) and the blocks' contents;
+    None when a card placeholder stands outside a text block."""
+    blocks: list[str] = []
+
+    def hole(m: re.Match[str]) -> str:
+        blocks.append(m.group(2))
+        return f"{m.group(1)}{token(len(blocks) - 1)}{m.group(3)}"
+
+    skeleton = _TEXT_BLOCK.sub(hole, source)
+    if split_tokens(skeleton, len(blocks)) is None:
+        return None
+    return skeleton, blocks
+
+
+def frame(compiled: str, blocks: int) -> Frame | None:
+    """A compiled skeleton as its static pieces and, between them, which text block goes there
+    (MJML may use a block twice: the title is also the body's aria-label)."""
+    parts = _TOKEN.split(compiled)
+    order = [int(k) for k in parts[1::2]]
+    if any(k >= blocks for k in order) or any(OPEN in p for p in parts[0::2]):
+        return None
+    return [SharedText(p) for p in parts[0::2]], order
+
+
+def assemble(fr: Frame, blocks: list[str], cards: Sequence[str]) -> list[str]:
+    """The frame's static pieces with the blocks (cards filled in) between them, empty ones left out."""
+    static, order = fr
+    filled = [fill(b, cards) if OPEN in b else [b] for b in blocks]
+    out: list[str] = [static[0]]
+    for i, k in enumerate(order):
+        out.extend(filled[k])
+        out.append(static[i + 1])
+    return [p for p in out if p]
+
+
+# --- plans: one shape of issue, rendered once with holes for the values ------------------------
+
+def shape(context: dict[str, Any], constant: tuple[str, ...] = ("newsletter", "t", "papers")) -> tuple[Any, list[str]]:
+    """What decides the template's output besides the values (which strings are empty, list
+    lengths, numbers, None), and the non-empty string values in a fixed order."""
+    values: list[str] = []
+
+    def walk(v: Any) -> Any:
+        if type(v) is str:
+            if v:
+                values.append(v)
+                return 1
+            return 0
+        if isinstance(v, dict):
+            return tuple((k, walk(x)) for k, x in v.items())
+        if isinstance(v, list):
+            return ("[", tuple(walk(x) for x in v))
+        if v is None or isinstance(v, (bool, int)):
+            return (type(v).__name__, v)
+        raise TypeError(f"no plan for a {type(v).__name__} in the context")
+
+    key = tuple((k, walk(v)) for k, v in context.items() if k not in constant)
+    return (len(context["papers"]), key), values
+
+
+def sentinels(context: dict[str, Any], constant: tuple[str, ...] = ("newsletter", "t", "papers")
+              ) -> tuple[dict[str, Any], list[str]]:
+    """The context with each non-empty string replaced by its sentinel (in `shape`'s order), each
+    paper by its card placeholders only, and the dotted path of each sentinel."""
+    paths: list[str] = []
+
+    def walk(v: Any, path: str) -> Any:
+        if type(v) is str:
+            if v:
+                paths.append(path)
+                return f"{_SLOT_OPEN}{len(paths) - 1}{CLOSE}"
+            return v
+        if isinstance(v, dict):
+            return {k: walk(x, f"{path}.{k}" if path else k) for k, x in v.items()}
+        if isinstance(v, list):
+            return [walk(x, path) for x in v]
+        return v
+
+    out = {k: v if k in constant else walk(v, k) for k, v in context.items()}
+    out["papers"] = [{"card_html": Markup(token(k)), "card_text": token(k)} for k in range(len(context["papers"]))]
+    return out, paths
+
+
+class _CardRef(str):
+    """Where card `k` goes in a plan's pieces."""
+
+    k: int
+
+
+@dataclass(frozen=True)
+class _Fill:
+    """A piece with values in it: literal parts around value indexes; `shared` when none of the
+    values is personal (the filled piece is then kept and encoded once)."""
+
+    parts: tuple[str, ...]
+    slots: tuple[int, ...]
+    shared: bool
+
+    def __call__(self, values: Sequence[str]) -> str:
+        parts = self.parts
+        out = [parts[0]]
+        for i, slot in enumerate(self.slots):
+            out.append(values[slot])
+            out.append(parts[i + 1])
+        return "".join(out)
+
+
+Item = SharedText | _CardRef | _Fill
+
+
+class Plan:
+    """The HTML and text pieces of one shape of issue: static pieces, cards, pieces with values."""
+
+    def __init__(self, html: list[Item], text: list[Item]) -> None:
+        self.html = html
+        self.text = text
+
+    @classmethod
+    def make(cls, html_source: str, text_source: str, n: int, paths: list[str],
+             frame_of: Callable[[str, int], Frame | None], intern: Callable[[str], SharedText]) -> Plan | None:
+        """A plan from the sentinel rendering of both templates; None when this shape cannot have
+        one (a value outside a text block, a card outside one)."""
+        refs = [_CardRef(token(k)) for k in range(n)]
+        for k, ref in enumerate(refs):
+            ref.k = k
+        if split_tokens(html_source, n) is None or split_tokens(text_source, n) is None:
+            return None
+        hollowed = hollow(html_source)
+        if hollowed is None or _SLOT_OPEN in hollowed[0]:
+            return None
+        fr = frame_of(hollowed[0], len(hollowed[1]))
+        if fr is None:
+            return None
+
+        def item(piece: str) -> Item:
+            if isinstance(piece, (SharedText, _CardRef)):
+                return piece
+            parts = _SLOT.split(piece)
+            if len(parts) == 1:
+                return intern(piece)
+            slots = tuple(int(s) for s in parts[1::2])
+            return _Fill(tuple(parts[0::2]), slots,
+                         not any(paths[s].startswith(_PERSONAL) for s in slots))
+
+        return cls([item(p) for p in assemble(fr, hollowed[1], refs)],
+                   [item(p) for p in fill(text_source, refs)])
+
+    @staticmethod
+    def pieces(items: list[Item], values: Sequence[str], cards: Sequence[str],
+               intern: Callable[[str], SharedText]) -> list[str]:
+        out: list[str] = []
+        for it in items:
+            if type(it) is SharedText:
+                out.append(it)
+            elif type(it) is _CardRef:
+                out.append(cards[it.k])
+            else:
+                assert isinstance(it, _Fill)
+                piece = it(values)
+                out.append(intern(piece) if it.shared else piece)
+        return out
+
+    def fill(self, values: list[str], html_cards: Sequence[str], text_cards: Sequence[str],
+             intern: Callable[[str], SharedText]) -> tuple[list[str], list[str]]:
+        escaped = [str(escape(v)) for v in values]
+        return (self.pieces(self.html, escaped, html_cards, intern),
+                self.pieces(self.text, values, text_cards, intern))
+
+
+class Interned:
+    """Pieces many messages share, each kept once (with its encoded form, once encoded)."""
+
+    def __init__(self) -> None:
+        self._pieces: dict[str, SharedText] = {}
+
+    def __call__(self, piece: str) -> SharedText:
+        found = self._pieces.get(piece)
+        if found is None:
+            if len(self._pieces) >= _SHARED_LIMIT:
+                self._pieces.clear()
+            found = self._pieces[piece] = SharedText(piece)
+        return found
