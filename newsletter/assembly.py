@@ -16,6 +16,7 @@ against a real rendering before it is used.
 
 from __future__ import annotations
 
+import binascii
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,11 +36,86 @@ _PERSONAL = ("subscriber", "profile", "unsubscribe_url", "change_url", "issue.id
 _SHARED_LIMIT = 50_000  # distinct shared pieces kept per renderer before the store starts again
 
 
+SOFT_BREAK = b"=\r\n"  # a quoted-printable soft line break: decoding removes it
+
+
+def qp(text: str) -> bytes:
+    """Quoted-printable in wire form: CRLF line ends, lines of at most 76 characters, and no line
+    that starts with "." (a lone "." would end the SMTP DATA; others would need dot-stuffing).
+
+    binascii does the encoding in C; `text` must use LF line ends."""
+    # a final CRLF makes binascii use CRLF for its soft line breaks too; it is taken off again
+    data = (text.replace("\n", "\r\n") + "\r\n").encode("utf-8")
+    out = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)[:-2]
+    if out.startswith(b".") or b"\n." in out:
+        out = _dot_safe(out)
+    return out
+
+
+def _dot_safe(data: bytes) -> bytes:
+    lines = data.split(b"\r\n")
+    fixed: list[bytes] = []
+    for line in lines:
+        while line.startswith(b"."):
+            line = b"=2E" + line[1:]
+            if len(line) <= 76:
+                break
+            # "=2E" made the line too long: cut it with a soft break, not inside an =XX escape
+            cut = 75
+            while b"=" in line[cut - 2:cut]:
+                cut -= 1
+            fixed.append(line[:cut] + b"=")
+            line = line[cut:]
+        fixed.append(line)
+    return b"\r\n".join(fixed)
+
+
 class SharedText(str):
-    """A piece of a rendered email shared by many subscribers' messages; message.build keeps its
-    quoted-printable form on it (`wire`) so it is encoded once."""
+    """A piece of a rendered email shared by many subscribers' messages, encoded once: its
+    quoted-printable form (`wire`), whether it ends a line (`nl`) and its UTF-8 size."""
 
     wire: bytes
+    nl: bool
+    size: int
+
+    def __new__(cls, value: str) -> SharedText:
+        self = super().__new__(cls, value)
+        self.wire = qp(value)
+        self.nl = value.endswith("\n")
+        self.size = len(value) if value.isascii() else len(value.encode("utf-8"))
+        return self
+
+
+class Pieces(tuple[str, ...]):
+    """The pieces of one part of one message, with their quoted-printable form joined (`wire`:
+    each piece starts a line, joined by soft breaks where a line continues) and the UTF-8 size."""
+
+    wire: bytes
+    size: int
+
+
+def encoded(pieces: Sequence[str]) -> tuple[bytes, int]:
+    """The quoted-printable form and UTF-8 size of the text the pieces make (see `Pieces`)."""
+    out: list[bytes] = []
+    nl, size = True, 0
+    for piece in pieces:
+        if type(piece) is SharedText:
+            wire, end, n = piece.wire, piece.nl, piece.size
+        else:
+            wire, end = qp(piece), piece.endswith("\n")
+            n = len(piece) if piece.isascii() else len(piece.encode("utf-8"))
+        if not nl:
+            out.append(SOFT_BREAK)
+        out.append(wire)
+        nl = end
+        size += n
+    return b"".join(out), size
+
+
+def joined(parts: Sequence[str]) -> Pieces:
+    out = Pieces(parts)
+    out.wire, out.size = encoded(parts)
+    return out
 
 
 def token(k: int) -> str:
@@ -111,25 +187,35 @@ def assemble(fr: Frame, blocks: list[str], cards: Sequence[str]) -> list[str]:
 
 def shape(context: dict[str, Any], constant: tuple[str, ...] = ("newsletter", "t", "papers")) -> tuple[Any, list[str]]:
     """What decides the template's output besides the values (which strings are empty, list
-    lengths, numbers, None), and the non-empty string values in a fixed order."""
+    lengths, numbers, None), and the non-empty string values in a fixed order (that of
+    `sentinels`). Values nest two levels at most (a list in a dict)."""
     values: list[str] = []
+    add = values.append
 
-    def walk(v: Any) -> Any:
+    def leaf(v: Any) -> Any:
         if type(v) is str:
             if v:
-                values.append(v)
+                add(v)
                 return 1
             return 0
-        if isinstance(v, dict):
-            return tuple((k, walk(x)) for k, x in v.items())
-        if isinstance(v, list):
-            return ("[", tuple(walk(x) for x in v))
         if v is None or isinstance(v, (bool, int)):
             return (type(v).__name__, v)
         raise TypeError(f"no plan for a {type(v).__name__} in the context")
 
-    key = tuple((k, walk(v)) for k, v in context.items() if k not in constant)
-    return (len(context["papers"]), key), values
+    def level(v: Any) -> Any:
+        if type(v) is list:
+            return ("[", tuple([leaf(x) for x in v]))
+        return leaf(v)
+
+    key = []
+    for k, v in context.items():
+        if k in constant:
+            continue
+        if type(v) is dict:
+            key.append((k, tuple([(kk, level(x)) for kk, x in v.items()])))
+        else:
+            key.append((k, level(v)))
+    return (len(context["papers"]), tuple(key)), values
 
 
 def sentinels(context: dict[str, Any], constant: tuple[str, ...] = ("newsletter", "t", "papers")
@@ -144,9 +230,9 @@ def sentinels(context: dict[str, Any], constant: tuple[str, ...] = ("newsletter"
                 paths.append(path)
                 return f"{_SLOT_OPEN}{len(paths) - 1}{CLOSE}"
             return v
-        if isinstance(v, dict):
+        if type(v) is dict:
             return {k: walk(x, f"{path}.{k}" if path else k) for k, x in v.items()}
-        if isinstance(v, list):
+        if type(v) is list:
             return [walk(x, path) for x in v]
         return v
 
@@ -188,6 +274,7 @@ class Plan:
     def __init__(self, html: list[Item], text: list[Item]) -> None:
         self.html = html
         self.text = text
+        self.html_slots = sorted({i for it in html if isinstance(it, _Fill) for i in it.slots})
 
     @classmethod
     def make(cls, html_source: str, text_source: str, n: int, paths: list[str],
@@ -220,25 +307,27 @@ class Plan:
                    [item(p) for p in fill(text_source, refs)])
 
     @staticmethod
-    def pieces(items: list[Item], values: Sequence[str], cards: Sequence[str],
-               intern: Callable[[str], SharedText]) -> list[str]:
+    def _filled(items: list[Item], values: Sequence[str], cards: Sequence[str],
+                intern: Callable[[str], SharedText]) -> Pieces:
         out: list[str] = []
         for it in items:
-            if type(it) is SharedText:
-                out.append(it)
-            elif type(it) is _CardRef:
-                out.append(cards[it.k])
+            kind = type(it)
+            if kind is SharedText:
+                out.append(it)  # type: ignore[arg-type]
+            elif kind is _CardRef:
+                out.append(cards[it.k])  # type: ignore[union-attr]
             else:
-                assert isinstance(it, _Fill)
-                piece = it(values)
-                out.append(intern(piece) if it.shared else piece)
-        return out
+                piece = it(values)  # type: ignore[operator]
+                out.append(intern(piece) if it.shared else piece)  # type: ignore[union-attr]
+        return joined(out)
 
     def fill(self, values: list[str], html_cards: Sequence[str], text_cards: Sequence[str],
-             intern: Callable[[str], SharedText]) -> tuple[list[str], list[str]]:
-        escaped = [str(escape(v)) for v in values]
-        return (self.pieces(self.html, escaped, html_cards, intern),
-                self.pieces(self.text, values, text_cards, intern))
+             intern: Callable[[str], SharedText]) -> tuple[Pieces, Pieces]:
+        escaped = list(values)
+        for i in self.html_slots:
+            escaped[i] = str(escape(values[i]))
+        return (self._filled(self.html, escaped, html_cards, intern),
+                self._filled(self.text, values, text_cards, intern))
 
 
 class Interned:

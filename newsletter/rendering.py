@@ -21,8 +21,8 @@ import jinja2
 import mjml
 from markupsafe import Markup
 
-from newsletter.assembly import (OPEN, Frame, Interned, Plan, SharedText, assemble, fill, frame, hollow, sentinels,
-                                 shape, split_tokens, token)
+from newsletter.assembly import (OPEN, Frame, Interned, Plan, SharedText, assemble, fill, frame, hollow, joined,
+                                 sentinels, shape, split_tokens, token)
 from newsletter.cards import (ABSTRACT_LIMIT, NBSP, WRAP, Card, CardMaker, authors_line, highlight_spans,
                               hit_terms, make_card, marked_html, marked_text, paper_links, trim_abstract,
                               why_line, wrap)
@@ -119,8 +119,8 @@ class SlotRenderer:
         self._maker = CardMaker(self.words, self._queries)
         self._cards: dict[tuple[str, tuple[tuple[str, str], ...]], Card] = {}
         self._odd_cards: set[int] = set()  # ids of cards whose data carries placeholder text
-        self._html_cards: dict[str, SharedText] = {}
-        self._text_cards: dict[tuple[str, int], SharedText] = {}
+        self._html_cards: dict[int, SharedText] = {}  # by id(card): cards live as long as the renderer
+        self._text_cards: dict[tuple[int, int], SharedText] = {}
         self._frames: dict[str, Frame | None] = {}
         self._planned = _default_theme(self.env)
         self._plans: dict[Any, Plan | int] = {}  # shape -> its plan, 1 (seen once) or 0 (none)
@@ -130,7 +130,12 @@ class SlotRenderer:
 
     def card(self, match: Match) -> Card:
         # a card depends on which terms matched in which fields, not on the queries they came from
-        key = (match.entry.id, tuple(dict.fromkeys((h.term, h.field) for h in match.hits)))
+        hits = match.hits
+        key: tuple[str, tuple[tuple[str, str], ...]]
+        if len(hits) == 1:
+            key = (match.entry.id, ((hits[0].term, hits[0].field),))
+        else:
+            key = (match.entry.id, tuple(dict.fromkeys([(h.term, h.field) for h in hits])))
         found = self._cards.get(key)
         if found is None:
             found = self._cards[key] = self._maker.card(match)
@@ -227,8 +232,8 @@ class SlotRenderer:
                                                  self._interned)
             return RenderedIssue(issue=issue, subject=context["subject"], preheader=context["preheader"],
                                  html="".join(html_pieces), text="".join(text_pieces),
-                                 dropped=total - len(issue.matches), html_pieces=tuple(html_pieces),
-                                 text_pieces=tuple(text_pieces))
+                                 dropped=total - len(issue.matches), html_pieces=html_pieces,
+                                 text_pieces=text_pieces)
         result = self._render_jinja(issue, cards, context, total)
         if plan is None:
             self._plans[key] = 1  # a shape seen once is not worth a plan yet
@@ -274,17 +279,17 @@ class SlotRenderer:
             html, text = compile_whole(self.env, context, cards)
             return RenderedIssue(issue=issue, subject=subject, preheader=pre, html=html, text=text, dropped=dropped)
         return RenderedIssue(issue=issue, subject=subject, preheader=pre, html="".join(html_pieces),
-                             text="".join(text_pieces), dropped=dropped, html_pieces=tuple(html_pieces),
-                             text_pieces=tuple(text_pieces))
+                             text="".join(text_pieces), dropped=dropped, html_pieces=joined(html_pieces),
+                             text_pieces=joined(text_pieces))
 
     def _html_card(self, card: Card) -> SharedText:
-        found = self._html_cards.get(card.html)
+        found = self._html_cards.get(id(card))
         if found is None:
-            found = self._html_cards[card.html] = SharedText(card.html)
+            found = self._html_cards[id(card)] = SharedText(card.html)
         return found
 
     def _text_card(self, card: Card, number: int) -> SharedText:
-        key = (card.text, number)
+        key = (id(card), number)
         found = self._text_cards.get(key)
         if found is None:
             found = self._text_cards[key] = SharedText(f"{number}. {card.text}")
@@ -309,6 +314,9 @@ class SlotRenderer:
 
 def _size(rendered: RenderedIssue) -> int:
     """Bytes of the HTML in UTF-8."""
+    size = getattr(rendered.html_pieces, "size", None)
+    if size is not None:
+        return int(size)
     html = rendered.html
     return len(html) if html.isascii() else len(html.encode("utf-8"))
 
