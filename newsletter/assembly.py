@@ -193,14 +193,18 @@ def shape(context: dict[str, Any], constant: tuple[str, ...] = ("newsletter", "t
     add = values.append
 
     def leaf(v: Any) -> Any:
-        if type(v) is str:
+        kind = type(v)
+        if kind is str:
             if v:
                 add(v)
                 return 1
             return 0
-        if v is None or isinstance(v, (bool, int)):
-            return (type(v).__name__, v)
-        raise TypeError(f"no plan for a {type(v).__name__} in the context")
+        if kind is int and v:  # a number is a value too (a template that computes with it gets no plan)
+            add(str(v))
+            return 2
+        if v is None or kind is bool or kind is int:
+            return v
+        raise TypeError(f"no plan for a {kind.__name__} in the context")
 
     def level(v: Any) -> Any:
         if type(v) is list:
@@ -225,11 +229,9 @@ def sentinels(context: dict[str, Any], constant: tuple[str, ...] = ("newsletter"
     paths: list[str] = []
 
     def walk(v: Any, path: str) -> Any:
-        if type(v) is str:
-            if v:
-                paths.append(path)
-                return f"{_SLOT_OPEN}{len(paths) - 1}{CLOSE}"
-            return v
+        if (type(v) is str or type(v) is int) and v:
+            paths.append(path)
+            return f"{_SLOT_OPEN}{len(paths) - 1}{CLOSE}"
         if type(v) is dict:
             return {k: walk(x, f"{path}.{k}" if path else k) for k, x in v.items()}
         if type(v) is list:

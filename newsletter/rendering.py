@@ -253,7 +253,7 @@ class SlotRenderer:
         try:
             html_source = _render_template(self.env, "issue.mjml.j2", sentinel_context)
             text_source = _render_template(self.env, "issue.txt.j2", sentinel_context)
-        except RenderError:
+        except (RenderError, TypeError, ValueError):  # the template computes with a value
             return None
         plan = Plan.make(html_source, text_source, len(cards), paths, self._frame_of, self._interned)
         if plan is None:
