@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                                               "beside the subscribers file)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("--quiet", "-q", action="store_true", help="print only errors")
-    p.add_argument("--verbose", "-v", action="store_true", help="print every step")
+    p.add_argument("--verbose", "-v", action="count", default=0,
+                   help="print every step (-vv: every message sent, when not on a terminal)")
     p.add_argument("--version", action="version", version=f"newsletter {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
@@ -366,7 +367,7 @@ def _progress(args: argparse.Namespace) -> Iterator[Callable[[object], None] | N
         yield None
         return
     if not sys.stderr.isatty():
-        if args.verbose:
+        if args.verbose > 1:
             yield lambda o: print(f"{o.recipient}: {'sent' if o.ok else o.text}", file=sys.stderr)  # type: ignore[attr-defined]
         else:
             yield None
