@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--at", type=_when, help="act as if it were this time (default: now)")
     c.add_argument("--dry-run", action="store_true", help="only list what would be sent")
     c.add_argument("--outbox", type=Path, metavar="DIR", help="deliver into this Maildir instead of SMTP")
+    c.add_argument("--build-workers", type=int, metavar="N", help="build batches in N processes (default: one "
+                   "per core from 5,000 subscribers on, else in a thread; 0: always a thread)")
     c.add_argument("--no-fetch", action="store_true", help="do not ingest the configured sources first")
     c.set_defaults(run=cmd_send)
 
@@ -304,7 +306,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         return 0
     with _progress(args) as progress:
         result = dep.send(now, fetch=not args.no_fetch, only=args.subscriber, outbox=args.outbox,
-                          progress=progress)
+                          progress=progress, workers=args.build_workers)
     _report_ingest(args, result.ingested)
     report = result.report
     for email, reason in report.empty:

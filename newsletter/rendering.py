@@ -128,6 +128,11 @@ class SlotRenderer:
         self._heads: dict[tuple[Any, ...], tuple[str, str, str, str]] = {}
         self._profiles: dict[tuple[Any, ...], dict[str, Any]] = {}
 
+    @property
+    def cards(self) -> int:
+        """How many cards are kept (the builder starts afresh past a limit: memory stays bounded)."""
+        return len(self._cards)
+
     def card(self, match: Match) -> Card:
         # a card depends on which terms matched in which fields, not on the queries they came from
         hits = match.hits
