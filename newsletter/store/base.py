@@ -114,6 +114,10 @@ class Store:
         ones already ours, and ones whose holder `stealable` gives up (lease over, process gone)."""
         raise NotImplementedError
 
+    def _serialise(self, what: str) -> None:
+        """Inside a transaction: wait for any other writer of `what` to finish first (SQLite's
+        writers are serial already; PostgreSQL takes an advisory lock until the transaction ends)."""
+
     def bulk_insert(self, table: str, rows: Iterable[Sequence[Any]]) -> None:
         """Insert rows with all of TABLES[table]'s columns, inside the caller's transaction (db copy)."""
         self._many(f"INSERT INTO {table} ({', '.join(TABLES[table])}) VALUES ({marks(len(TABLES[table]))})", rows)
@@ -137,6 +141,7 @@ class Store:
         """Insert or merge entries; returns counts of new / updated / unchanged."""
         counts = {"new": 0, "updated": 0, "unchanged": 0}
         with self.transaction():
+            self._serialise("entries")  # two ingests at once (two services) merge, never collide
             for entry in entries:
                 old = self._find(entry)
                 if old is None:

@@ -127,7 +127,7 @@ class PostgresStore(Store):
         if self.version() == SCHEMA_VERSION:
             return SCHEMA_VERSION, SCHEMA_VERSION
         with self.transaction():
-            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s::bigint)", (_SCHEMA_LOCK,))
             current = self.version()
             if current == SCHEMA_VERSION:
                 return current, current
@@ -142,6 +142,9 @@ class PostgresStore(Store):
                     self.conn.execute(statement)  # type: ignore[call-overload]
             self.conn.execute("UPDATE meta SET value=%s WHERE key='schema'", (str(SCHEMA_VERSION),))
         return current, SCHEMA_VERSION
+
+    def _serialise(self, what: str) -> None:
+        self.conn.execute("SELECT pg_advisory_xact_lock(%s::int, hashtext(%s))", (_SCHEMA_LOCK, what))
 
     # --- claims ------------------------------------------------------------------------------
 
