@@ -57,11 +57,15 @@ def _cli(folder: Path, url: str, *args: str, worker: str = "", wait: bool = True
     return proc
 
 
-def _readers(folder: Path, n: int) -> Path:
-    path = folder / "readers.jsonl"
-    path.write_text("".join(json.dumps({"email": f"r{i:05d}@example.org", "keywords": ["model"]}) + "\n"
-                            for i in range(n)))
-    return path
+def _shared(tmp_path: Path, url: str, port: int, n: int, workers: list[str]) -> list[Path]:
+    """n subscribers imported into the store by an admin; one working directory per worker."""
+    admin = tmp_path / "admin"
+    _config(admin, port)
+    readers = admin / "readers.jsonl"
+    readers.write_text("".join(json.dumps({"email": f"r{i:05d}@example.org", "keywords": ["model"]}) + "\n"
+                               for i in range(n)))
+    _cli(admin, url, "subscribers", "import", str(readers))
+    return [_config(tmp_path / w, port).parent for w in workers]
 
 
 def test_three_workers_deliver_a_20000_subscriber_slot_and_survive_a_sigkill(tmp_path: Path, pg_cluster) -> None:  # noqa: ANN001
@@ -71,13 +75,8 @@ def test_three_workers_deliver_a_20000_subscriber_slot_and_survive_a_sigkill(tmp
     controller.start()
     url = pg_cluster.database()
     try:
-        admin = tmp_path / "admin"
-        _config(admin, port)
-        _cli(admin, url, "subscribers", "import", str(_readers(admin, n)))
-        _cli(admin, url, "ingest")
-        dirs = [tmp_path / f"worker{i}" for i in (1, 2, 3)]
-        for d in dirs:
-            _config(d, port)
+        dirs = _shared(tmp_path, url, port, n, ["worker1", "worker2", "worker3"])
+        _cli(dirs[0], url, "ingest")
         workers = [_cli(d, url, "send", "--at", AT, "--no-fetch", worker=f"w{i}", wait=False)
                    for i, d in enumerate(dirs, 1)]
         victim = workers[1]
@@ -122,12 +121,7 @@ def test_two_run_services_started_together_build_each_issue_once(tmp_path: Path,
     controller.start()
     url = pg_cluster.database()
     try:
-        admin = tmp_path / "admin"
-        _config(admin, port)
-        _cli(admin, url, "subscribers", "import", str(_readers(admin, n)))
-        dirs = [tmp_path / "machine-a", tmp_path / "machine-b"]
-        for d in dirs:
-            _config(d, port)
+        dirs = _shared(tmp_path, url, port, n, ["machine-a", "machine-b"])
         services = [_cli(d, url, "run", "--once", worker=d.name, wait=False) for d in dirs]
         for s in services:
             _, err = s.communicate(timeout=600)

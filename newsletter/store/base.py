@@ -271,6 +271,11 @@ class Store:
             args.append(status)
         return [R.issue(r) for r in self._q(sql + " ORDER BY slot, subscriber", args)]
 
+    def mean_size(self, status: str = "sent") -> float:
+        """The mean message size in bytes of the issues with this status (0 when none)."""
+        row = self._q("SELECT avg(size) FROM issues WHERE status=? AND size IS NOT NULL", (status,)).fetchone()
+        return float(row[0] or 0)
+
     def claims(self) -> dict[str, int]:
         """Pending issues per claiming worker (unclaimed under '')."""
         rows = self._q("SELECT coalesce(claimed_by, ''), count(*) FROM issues WHERE status='pending' GROUP BY 1")
