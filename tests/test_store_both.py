@@ -218,3 +218,13 @@ def test_a_snapshot_of_nothing_creates_nothing(state: Path | str) -> None:
             assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname='public'").fetchone() == (0,)
     else:
         assert not Path(state).exists()
+
+
+def test_outcomes_of_one_group_apply_in_order(state: Path | str) -> None:
+    """A 451 then a 250 for the same issue in one commit group: two attempts, sent."""
+    with Store(state) as store:
+        store.record_issues([_issue("a@x.org")], "me:1", NOW + timedelta(hours=1))
+        store.record_results([Result("a@x.org@2026112707", "a@x.org", "pending", "451 later", 451, NOW),
+                              Result("a@x.org@2026112707", "a@x.org", "sent")], NOW, "me:1", pause_after=3)
+        row = store.issue("a@x.org@2026112707")
+        assert row and (row.status, row.attempts, row.last_error) == ("sent", 2, None)

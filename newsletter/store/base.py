@@ -353,19 +353,17 @@ class Store:
         """Commit a group of delivery outcomes in one transaction. A sent issue drops its message
         bytes. Permanent failures count towards pausing the subscriber; returns who got paused."""
         paused: list[str] = []
-        sent = [r for r in results if r.status == "sent"]
+        sent: list[Result] = []  # consecutive successes go in one statement batch; order is kept
         with self.transaction():
-            if sent:
-                self._many("UPDATE issues SET status='sent', sent_at=?, attempts=attempts+1, last_error=NULL, "
-                           "message=NULL, claimed_by=NULL, claim_until=NULL, "
-                           "possible_duplicate=CASE WHEN ?=1 THEN 1 ELSE possible_duplicate END "
-                           "WHERE id=? AND status='pending'",
-                           [(R.ts(now), int(r.possible_duplicate), r.issue_id) for r in sent])
-                self._many("UPDATE subscriber_state SET hard_failures=0 WHERE email=? AND hard_failures>0",
-                           [(r.recipient,) for r in sent])
-            for r in results:
-                if r.status == "sent":
+            for r in [*results, None]:
+                if r is not None and r.status == "sent":
+                    sent.append(r)
                     continue
+                if sent:
+                    self._record_sent(sent, now)
+                    sent = []
+                if r is None:
+                    break
                 # A transient failure keeps its claim until the run releases it (in-run retries).
                 failed = int(r.status == "failed")
                 self._q(
@@ -387,6 +385,15 @@ class Store:
                                 (f"paused after {n} permanent delivery failures", R.ts(now), r.recipient))
                         paused.append(r.recipient)
         return paused
+
+    def _record_sent(self, sent: Sequence[Result], now: datetime) -> None:
+        self._many("UPDATE issues SET status='sent', sent_at=?, attempts=attempts+1, last_error=NULL, "
+                   "message=NULL, claimed_by=NULL, claim_until=NULL, "
+                   "possible_duplicate=CASE WHEN ?=1 THEN 1 ELSE possible_duplicate END "
+                   "WHERE id=? AND status='pending'",
+                   [(R.ts(now), int(r.possible_duplicate), r.issue_id) for r in sent])
+        self._many("UPDATE subscriber_state SET hard_failures=0 WHERE email=? AND hard_failures>0",
+                   [(r.recipient,) for r in sent])
 
     def expire(self, issue_ids: Sequence[tuple[str, str]]) -> None:
         """Mark pending issues expired, each with its reason."""
