@@ -20,7 +20,6 @@ import random
 import re
 import shutil
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -123,13 +122,32 @@ def _cli(project: Path, state: str, *args: str, verbose: bool = False) -> tuple[
     return seconds, usage.ru_maxrss // 1024, err
 
 
+def _ledger(state: str) -> tuple[dict[str, int], float]:
+    """Issues per status and the mean size of a sent message, from either store."""
+    sys.path.insert(0, str(ROOT))
+    from newsletter.store import Store, location
+
+    with Store(location(state)) as store:
+        statuses = {s: len(store.issues(s)) for s in ("pending", "sent", "failed", "empty", "expired")}
+        return {k: v for k, v in statuses.items() if v}, store.mean_size("sent")
+
+
+def _fresh(state: str) -> None:
+    """A PostgreSQL state must start empty, as the temporary SQLite file does: drop our tables."""
+    import psycopg
+
+    from newsletter.store import TABLES
+
+    with psycopg.connect(state, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS meta, {', '.join(TABLES)}")
+
+
 def _sink(port: int) -> subprocess.Popen[bytes]:
     args = [SINK, "-c"]
     if os.geteuid() == 0:
         args += ["-u", "nobody"]
-    # -c counts on stdout: never a pipe nobody reads (a full pipe stalls the sink)
-    proc = subprocess.Popen([*args, f"127.0.0.1:{port}", "1024"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    # its counter (-c) into a pipe nobody reads would fill it after ~2,600 messages and stall the sink
+    proc = subprocess.Popen([*args, f"127.0.0.1:{port}", "1024"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(100):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
@@ -146,30 +164,14 @@ def _smtp_source(port: int, n: int, size: int, concurrency: int) -> float:
     return time.perf_counter() - t
 
 
-def _mean_size(project: Path, state: str, n: int) -> int:
-    """The mean size of the messages sent: 50 of them rebuilt (the ledger keeps none once sent)."""
-    sys.path.insert(0, str(ROOT))
-    from newsletter import pipeline
-    from newsletter.config import load
-    from newsletter.store import Store
-
-    config = load(project)
-    sample = [f"reader{i:06d}@example.org" for i in range(0, n, max(1, n // 50))]
-    with Store.snapshot(Path(state)) as store:
-        with store.transaction() as db:
-            db.execute("DELETE FROM issues")  # in the copy: build them again as they were built
-        built, _ = pipeline.plan(config, store, datetime.fromisoformat(AT), only=sample)
-    sizes = [len(b.message) for b in built if b.message]
-    return sum(sizes) // max(1, len(sizes))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", "--subscribers", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--stage", choices=("all", "render", "send"), default="all")
-    ap.add_argument("--state", help="a PostgreSQL URL (default: a SQLite file in a temporary folder)")
+    ap.add_argument("--state", help="a PostgreSQL URL, e.g. postgresql:///bench?host=/tmp/pg (its newsletter "
+                                    "tables are dropped first; default: a SQLite file in a temporary folder)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = ap.parse_args()
     if args.stage != "render" and not (Path(SINK).exists() and Path(SOURCE).exists()):
@@ -178,6 +180,9 @@ def main() -> None:
     port = _free_port()
     project = _project(folder, args.subscribers, args.seed, port, args.concurrency, args.state)
     state = args.state or str(folder / "state.sqlite3")
+    if args.state:
+        sys.path.insert(0, str(ROOT))
+        _fresh(args.state)
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; {datetime.now(timezone.utc):%Y-%m-%d}")
     print(f"subscribers {args.subscribers:,}, entries 500, concurrency {args.concurrency}")
     t_import, rss_import, _ = _cli(project, state, "subscribers", "import", str(folder / "readers.jsonl"))
@@ -197,10 +202,7 @@ def main() -> None:
         sink = _sink(port)
         t, rss, err = _cli(project, state, "send", "--no-fetch", "--at", AT, verbose=True)
         stages = re.search(r"stages: (.*)", err)
-        db = sqlite3.connect(state)
-        statuses = dict(db.execute("SELECT status, count(*) FROM issues GROUP BY status").fetchall())
-        db.close()
-        size = _mean_size(project, state, args.subscribers)
+        statuses, size = _ledger(state)
         print(f"send        {t:7.1f} s  {args.subscribers / t:,.0f} emails/s  peak RSS {rss} MB")
         print(f"  stages: {stages.group(1) if stages else '?'}; ledger: {statuses}")
         # the same number of messages of the same mean size through the same sink, same concurrency

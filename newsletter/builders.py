@@ -34,7 +34,7 @@ class Task:
     """What a worker needs: everything is plain data (it crosses a process boundary)."""
 
     config: Config
-    state: Path
+    state: Path | str  # a SQLite file or a PostgreSQL URL
     secrets: Secrets
     now: datetime
     only: str | Collection[str] | None

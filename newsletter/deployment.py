@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from newsletter import credentials, ingest, pipeline
+from newsletter import credentials, ingest, ledger, pipeline
 from newsletter.builder import Built
 from newsletter.config import load
 from newsletter.credentials import Secrets
@@ -20,7 +20,10 @@ from newsletter.errors import ConfigError
 from newsletter.issues import NotDue
 from newsletter.models import Config
 from newsletter.roster import Roster
-from newsletter.store import IssueRow, Store
+from newsletter.store import IssueRow, Location, Store, is_url, location
+
+LEASE_VARIABLE = "NEWSLETTER_CLAIM_LEASE"  # seconds; default ledger.CLAIM_LEASE
+WORKER_VARIABLE = "NEWSLETTER_WORKER"  # names this worker in claims and `status` (default: the host name)
 
 
 WORKERS_FROM = 5_000  # subscribers from which `send` builds in worker processes (one per core)
@@ -28,6 +31,41 @@ WORKERS_FROM = 5_000  # subscribers from which `send` builds in worker processes
 
 def default_state(config_path: Path) -> Path:
     return config_path.resolve().parent / ".newsletter" / "state.sqlite3"
+
+
+def resolve_state(config_path: Path, given: str | Path | None, setting: str | None = None) -> Location:
+    """The state to use: `--state` first, then `newsletter.state:` (a path relative to the subscribers
+    file, or a postgresql:// URL), then .newsletter/state.sqlite3 beside the subscribers file."""
+    if given:
+        return location(given)
+    if setting:
+        found = location(setting)
+        return found if is_url(found) or Path(found).is_absolute() else config_path.resolve().parent / found
+    return default_state(config_path)
+
+
+@dataclass(frozen=True)
+class Worker:
+    """How this process takes part in sharing the work: its name in claims, and its claim lease."""
+
+    name: str | None = None
+    lease: timedelta = ledger.CLAIM_LEASE
+
+    @classmethod
+    def read(cls, env: Mapping[str, str]) -> Worker:
+        raw = env.get(LEASE_VARIABLE, "").strip()
+        lease = ledger.CLAIM_LEASE
+        if raw:
+            try:
+                lease = timedelta(seconds=float(raw))
+            except ValueError:
+                lease = timedelta(0)
+            if lease.total_seconds() < 1:
+                raise ConfigError(f"{LEASE_VARIABLE}={raw!r}: the claim lease is a number of seconds, at least 1")
+        return cls(env.get(WORKER_VARIABLE, "").strip() or None, lease)
+
+    def tuning(self) -> dict[str, object]:
+        return {"lease": self.lease, "owner": ledger.process_owner(self.name) if self.name else None}
 
 
 @dataclass(frozen=True)
@@ -45,16 +83,19 @@ class SendResult:
 
 
 class Deployment:
-    def __init__(self, config: Config, state: Path, secrets: Secrets) -> None:
+    def __init__(self, config: Config, state: Location, secrets: Secrets, worker: Worker = Worker()) -> None:
         self.config = config
         self.state = state
         self.secrets = secrets
+        self.worker = worker
 
     @classmethod
-    def open(cls, config_path: Path, state: Path | None, env: Mapping[str, str]) -> Deployment:
-        """Load and validate the configuration and read the secrets, once."""
+    def open(cls, config_path: Path, state: str | Path | None, env: Mapping[str, str]) -> Deployment:
+        """Load and validate the configuration and read the secrets, once. `state` is a path or a
+        postgresql:// URL (the password comes from NEWSLETTER_DB_PASSWORD, PGPASSWORD or ~/.pgpass)."""
         config = load(config_path, env)
-        return cls(config, state or default_state(config_path), credentials.read(env))
+        where = resolve_state(config_path, state, getattr(config.settings, "state", None))
+        return cls(config, where, credentials.read(env), Worker.read(env))
 
     def store(self) -> Store:
         return Store(self.state)
@@ -95,7 +136,7 @@ class Deployment:
                 workers = (os.cpu_count() or 1) if big and (os.cpu_count() or 1) > 1 else 0
             report = pipeline.send(self.config, store, now, secrets=self.secrets, only=only, group=group,
                                    outbox=outbox, progress=progress, catch_up=catch_up, should_stop=should_stop,
-                                   workers=workers, **tuning)  # type: ignore[arg-type]
+                                   workers=workers, **{**self.worker.tuning(), **tuning})  # type: ignore[arg-type]
         return SendResult(report, ingested)
 
     def dry_run(self, now: datetime, *, fetch: bool = True, only: str | None = None) -> DryRun:

@@ -31,8 +31,9 @@ def wall_clock() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def process_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+def process_owner(name: str | None = None) -> str:
+    """`host:pid`, or `name:pid` for a named worker (whose claims come back only after their lease)."""
+    return f"{name or socket.gethostname()}:{os.getpid()}"
 
 
 def stealable(holder: str, until: datetime, now: datetime) -> bool:

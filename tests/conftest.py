@@ -120,3 +120,73 @@ def run(*args: str) -> int:
         return main(list(args))
     except SystemExit as exc:  # argparse usage errors and --help
         return int(exc.code or 0)
+
+
+# --- a throwaway PostgreSQL cluster (issue 14) ------------------------------------------------------
+
+PG_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+
+
+@dataclass
+class PgCluster:
+    """A PostgreSQL server of its own in a temporary folder, reached over a unix socket there."""
+
+    folder: Path
+    count: int = 0
+
+    def url(self, name: str) -> str:
+        return f"postgresql:///{name}?host={self.folder}&user=newsletter"
+
+    def database(self) -> str:
+        """A new, empty database; returns its URL."""
+        import psycopg
+
+        self.count += 1
+        name = f"t{self.count}"
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        return self.url(name)
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: run its tools as the `postgres` user then."""
+    import os
+
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    if not PG_BIN:
+        pytest.fail("PostgreSQL is not installed: apt-get install -y postgresql (the tests start their own "
+                    "throwaway server; they never use the system's cluster)")
+    bin_dir = PG_BIN[-1].parent
+    folder = Path(tempfile.mkdtemp(prefix="nl-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres", "postgres")
+    data = folder / "data"
+    subprocess.run(_as_postgres([str(bin_dir / "initdb"), "-D", str(data), "-U", "newsletter", "--auth=trust",
+                                 "-E", "UTF8", "--no-instructions"]),
+                   check=True, capture_output=True, env={**os.environ, "LC_ALL": "C.UTF-8"})
+    options = f"-k {folder} -c listen_addresses='' -c fsync=off -c full_page_writes=off -c max_connections=200"
+    subprocess.run(_as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l",
+                                 str(folder / "server.log"), "-w", "start"]), check=True, capture_output=True)
+    try:
+        yield PgCluster(folder)
+    finally:
+        subprocess.run(_as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+                       capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """A new, empty state: a SQLite file, then a PostgreSQL database (each test runs on both)."""
+    if request.param == "sqlite":
+        return tmp_path / ".newsletter" / "state.sqlite3"
+    return request.getfixturevalue("pg_cluster").database()

@@ -1,0 +1,157 @@
+"""The SQLite store: one file, WAL, `synchronous=FULL` (each commit durable). Writers serialise on
+`BEGIN IMMEDIATE`, so a claim is simply read-then-update inside one write transaction.
+The schema is versioned: `upgrade()` brings an older file up to date and refuses a newer one.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from newsletter.errors import StateError
+from newsletter.store import rows as R
+from newsletter.store.base import Store
+from newsletter.store.rows import ISSUE_COLUMNS, IssueRow, marks
+from newsletter.store.schema import SCHEMA_VERSION, SQLITE_UPGRADES, SQLITE_V1, statements
+
+
+class SqliteStore(Store):
+    """One open state file."""
+
+    integrity_errors = (sqlite3.IntegrityError,)
+
+    def __init__(self, location: Path | str) -> None:
+        path = Path(location)
+        self.path = path
+        if path.exists() and not path.is_file():
+            raise StateError(f"{path}: the state must be a file; this is a folder or a device")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise StateError(f"{path}: cannot create the state file: {path.parent} is not a folder") from None
+        except OSError as exc:
+            raise StateError(f"{path}: cannot create the state folder: {exc.strerror}") from None
+        fresh = not path.exists()
+        try:
+            self.db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+            self.db.execute("PRAGMA busy_timeout=30000")
+            if fresh:
+                os.chmod(path, 0o600)  # it holds signed links and addresses
+            self._setup()
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"{path}: cannot use the state file: {exc}") from exc
+
+    def _setup(self) -> None:
+        # Switching a new file to WAL can answer "locked" at once (no busy handler) when another
+        # process creates the same file at the same moment: retry for a while.
+        for attempt in range(100):
+            try:
+                self.version()  # refuse an unrelated database before changing anything in it
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=FULL")
+                self.upgraded = self.upgrade()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc) or attempt == 99:
+                    raise
+                time.sleep(0.05 + 0.01 * attempt)
+
+    @classmethod
+    def snapshot(cls, location: Path | str) -> Store:
+        """An in-memory copy of the state file (or an empty one): changes never reach the disk."""
+        path = Path(location)
+        store = object.__new__(cls)
+        store.path = path
+        store.db = sqlite3.connect(":memory:", isolation_level=None)
+        if path.exists():
+            if not path.is_file():
+                raise StateError(f"{path}: the state must be a file; this is a folder or a device")
+            try:
+                source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+                source.backup(store.db)
+                source.close()
+            except sqlite3.DatabaseError as exc:
+                raise StateError(f"{path}: cannot read the state file: {exc}") from exc
+        try:
+            store.upgraded = store.upgrade()
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"{path}: cannot read the state file: {exc}") from exc
+        return store
+
+    def version(self) -> int:
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        return self._version_of(tables, "this is not a newsletter state file (an unrelated SQLite database?); "
+                                        "it was left untouched: pass another --state")
+
+    def upgrade(self) -> tuple[int, int]:
+        """Create or upgrade the schema; returns (from, to). Idempotent."""
+        with self.transaction():
+            current = self.version()
+            if current == SCHEMA_VERSION:
+                return current, current
+            if current == 0:
+                for statement in statements(SQLITE_V1):
+                    self.db.execute(statement)
+                self.db.execute("INSERT INTO meta VALUES ('schema', '1')")
+                start = 1
+            else:
+                start = current
+            for version in range(start + 1, SCHEMA_VERSION + 1):
+                for statement in statements(SQLITE_UPGRADES[version]):
+                    self.db.execute(statement)
+            self.db.execute("UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),))
+        return current, SCHEMA_VERSION
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _q(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+        return self.db.execute(sql, args)
+
+    def _many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self.db.executemany(sql, rows)
+
+    def claim_pending(self, now: datetime, owner: str, until: datetime, limit: int,
+                      stealable: Callable[[str, datetime], bool], *, subscribers: Sequence[str] | None = None,
+                      exclude: Sequence[str] = ()) -> list[IssueRow]:
+        sql = (f"SELECT {ISSUE_COLUMNS} FROM issues WHERE status='pending' "
+               "AND (next_attempt IS NULL OR next_attempt <= ?)")
+        args: list[object] = [R.ts(now)]
+        if subscribers is not None:
+            if not subscribers:
+                return []
+            sql += f" AND subscriber IN ({marks(len(subscribers))})"
+            args.extend(subscribers)
+        skip = set(exclude)
+        taken: list[IssueRow] = []
+        with self.transaction():
+            for r in self.db.execute(sql + " ORDER BY slot, subscriber", args):
+                row = R.issue(r)
+                if row.id in skip:
+                    continue
+                holder = row.claimed_by
+                if holder and holder != owner and row.claim_until and not stealable(holder, row.claim_until):
+                    continue
+                taken.append(row)
+                if len(taken) >= limit:
+                    break
+            self.db.executemany("UPDATE issues SET claimed_by=?, claim_until=? WHERE id=?",
+                                [(owner, R.ts(until), row.id) for row in taken])
+        return [replace(row, claimed_by=owner, claim_until=until) for row in taken]
