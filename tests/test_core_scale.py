@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from conftest import run, write_config
-from newsletter import pipeline
 from newsletter.config import load
-from newsletter.credentials import Secrets
 from newsletter.store import Store
 
 AT = "2026-11-27T09:00:00+00:00"
@@ -117,45 +114,6 @@ def test_store_held_subscribers_are_edited_in_the_store(tmp_path: Path, capsys: 
     assert run("--file", str(project), "subscribers", "remove", "eve@example.org") == 0
     assert "eve@example.org" not in _status(project, capsys)
     assert project.read_bytes() == before
-
-
-def test_claims_hold_however_long_a_send_lasts(smtp_server, tmp_path: Path) -> None:
-    """D2: with a 2-second lease and a clock that runs 1 s per look, a second `send` started in the
-    middle of the first takes none of its claims: 20 issues, 20 messages."""
-    recorder, port = smtp_server
-    subs = "".join(f"  - email: u{i:02d}@example.org\n    keywords: [model]\n" for i in range(20))
-    project = write_config(tmp_path, port=port, subscribers=subs)
-    config = load(project)
-    state = tmp_path / "state.sqlite3"
-    ticks = [NOW]
-    lock = threading.Lock()
-
-    def clock() -> datetime:
-        with lock:
-            ticks[0] += timedelta(seconds=1)
-            return ticks[0]
-
-    with Store(state) as store:
-        from newsletter import ingest
-
-        ingest.ingest_sources(store, config, NOW)
-    second: list[pipeline.SendReport] = []
-
-    def progress(outcome: object) -> None:
-        if len(recorder.messages) >= 5 and not second:
-            def other() -> None:
-                with Store(state) as s2:
-                    second.append(pipeline.send(config, s2, NOW, secrets=Secrets(), clock=clock,
-                                                lease=timedelta(seconds=2), owner="other-host:1"))
-            t = threading.Thread(target=other)
-            t.start()
-            t.join()
-
-    with Store(state) as store:
-        first = pipeline.send(config, store, NOW, secrets=Secrets(), clock=clock, lease=timedelta(seconds=2),
-                              progress=progress)  # type: ignore[arg-type]
-    assert second and second[0].sent == []
-    assert len(first.sent) == 20 and len(recorder.messages) == 20
 
 
 def test_run_signs_with_the_dkim_key_from_the_environment(smtp_server, tmp_path: Path) -> None:
