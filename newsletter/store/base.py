@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from newsletter.entries import is_title_id, merge, same_content, title_key
+from newsletter.entries import merge, same_content, title_key, title_may_merge
 from newsletter.errors import StateError
 from newsletter.models import Entry, Subscriber
 from newsletter.store import rows as R
@@ -168,7 +168,7 @@ class Store:
         if row is None:
             # The same paper first seen without an arXiv id (or now seen without one).
             for candidate in self._q("SELECT * FROM entries WHERE title_key=?", (title_key(entry.title),)):
-                if is_title_id(candidate[0]) or is_title_id(entry.id):
+                if title_may_merge(candidate[0], entry.id):
                     row = candidate
                     break
         return R.entry(row) if row else None
