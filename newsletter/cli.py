@@ -16,7 +16,7 @@ from newsletter.config import load
 from newsletter.console import print_matches, say
 from newsletter.deployment import Deployment, default_state
 from newsletter.entries import to_json
-from newsletter.errors import ConfigError, NewsletterError, PartialDeliveryError, QuerySyntaxError
+from newsletter.errors import StateError, ConfigError, NewsletterError, PartialDeliveryError, QuerySyntaxError
 from newsletter.models import Config
 from newsletter.store import Store
 
@@ -206,8 +206,12 @@ def _open_store(args: argparse.Namespace) -> Store:
 
 
 def _read_store(args: argparse.Namespace) -> Store:
-    """For commands that only read: a copy in memory, so a missing state file is not created."""
-    return Store.snapshot(_state_path(args))
+    """For commands that only read: a copy in memory, so a missing state file is not created. A
+    `--state` given by hand that does not exist is a typo, not an empty state."""
+    path = _state_path(args)
+    if args.state is not None and isinstance(path, Path) and not path.exists():
+        raise StateError(f"{path}: no state file there (check --state; `newsletter ingest` or `send` create it)")
+    return Store.snapshot(path)
 
 
 def cmd_entries(args: argparse.Namespace) -> int:

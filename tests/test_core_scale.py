@@ -171,3 +171,12 @@ def test_a_delivered_issue_keeps_no_message_bytes(smtp_server, tmp_path: Path) -
     db.close()
     assert rows and all(size is None for _, size in rows)
     assert recorder.messages
+
+
+def test_status_of_a_state_path_that_does_not_exist_is_an_error(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    project = write_config(tmp_path)
+    typo = tmp_path / "typo" / "state.sqlite3"
+    assert run("--file", str(project), "--state", str(typo), "status") == 1
+    assert f"{typo}: no state file there" in capsys.readouterr().err
+    assert not typo.parent.exists()
