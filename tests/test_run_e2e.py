@@ -99,3 +99,35 @@ def _state_of(project: Path, email: str) -> str:
     out = subprocess.run([sys.executable, "-m", "newsletter", "--file", str(project), "status", "--json"],
                          capture_output=True, text=True, check=True).stdout
     return next(s["state"] for s in json.loads(out)["subscribers"] if s["email"] == email)
+
+
+def test_a_slow_drip_source_delays_neither_the_endpoint_nor_shutdown(smtp_server: tuple[Recorder, int],
+                                                                     tmp_path: Path) -> None:
+    """Finding 3: the endpoint answers while a source drips one byte every 1.5 s, and SIGTERM ends
+    the service (the fetch is cut at its deadline; nothing waits for it longer)."""
+    from test_remote_sources import DripServer
+
+    _, smtp_port = smtp_server
+    web_port = free_port()
+    drip = DripServer(b"<rss></rss>" * 1000, 1.5, head_first=True)
+    try:
+        sources = f"  sources:\n    - {{name: drip, type: feed, url: '{drip.url}', timeout: 8}}\n"
+        project = write_config(tmp_path, port=smtp_port, sources=sources)
+        env = {**os.environ, "NEWSLETTER_SECRET": SECRET}
+        proc = subprocess.Popen([sys.executable, "-m", "newsletter", "--file", str(project), "run",
+                                 "--port", str(web_port)], env=env, stderr=subprocess.PIPE, text=True)
+        try:
+            def up() -> bool:
+                try:
+                    return httpx.get(f"http://127.0.0.1:{web_port}/health").status_code == 200
+                except httpx.HTTPError:
+                    return False
+            _wait_for(up)  # while the drip is still going: it would take 1.5 s a byte for 11,000 bytes
+            assert drip.sent < 11_000
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=60)  # a liveness bound, not a measurement
+        assert proc.returncode == 0, err
+        assert "stopping: finishing in-flight deliveries" in err
+    finally:
+        drip.close()
