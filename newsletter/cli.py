@@ -18,7 +18,7 @@ from newsletter.deployment import Deployment, default_state
 from newsletter.entries import to_json
 from newsletter.errors import StateError, ConfigError, NewsletterError, PartialDeliveryError, QuerySyntaxError
 from newsletter.models import Config
-from newsletter.store import Store
+from newsletter.store import Store, location
 
 EPILOG = "Docs: README.md. Exit codes: 0 ok, 1 error, 2 usage or configuration, 3 some deliveries failed."
 
@@ -45,8 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                 epilog=EPILOG)
     p.add_argument("--file", "-f", type=Path, default=Path("subscribers.yaml"),
                    help="the subscribers file (default: subscribers.yaml)")
-    p.add_argument("--state", type=Path, help="the SQLite state file (default: .newsletter/state.sqlite3 "
-                                              "beside the subscribers file)")
+    p.add_argument("--state", type=location, help="the state: a SQLite file (default: .newsletter/state.sqlite3 "
+                   "beside the subscribers file) or a postgresql:// URL (password from NEWSLETTER_DB_PASSWORD, "
+                   "PGPASSWORD or ~/.pgpass)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("--quiet", "-q", action="store_true", help="print only errors")
     p.add_argument("--verbose", "-v", action="count", default=0,

@@ -18,12 +18,6 @@ from newsletter.store.copy import copy_state
 
 def add_parser(sub: Any, parser: argparse.ArgumentParser) -> None:
     """Register `db` under `sub`; `--state` of `parser` learns to take a URL."""
-    for action in parser._actions:  # --state was declared type=Path, which folds the // of a URL
-        if "--state" in action.option_strings:
-            action.type = location
-            action.help = ("the state: a SQLite file (default: .newsletter/state.sqlite3 beside the subscribers "
-                           "file) or a postgresql:// URL (password from NEWSLETTER_DB_PASSWORD, PGPASSWORD or "
-                           "~/.pgpass)")
     db = sub.add_parser("db", help="the state store: upgrade its schema, copy it to PostgreSQL",
                         description="Manage the state store (a SQLite file or a PostgreSQL database).")
     dbsub = db.add_subparsers(dest="db_command", metavar="DB_COMMAND", parser_class=type(parser))

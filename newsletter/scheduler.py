@@ -108,7 +108,7 @@ class Service:
             log.error("%s changed but is invalid; keeping the previous configuration:\n%s",
                       self.config_path, "\n".join(exc.problems))
             return False
-        self.dep = Deployment(config, self.dep.state, self.dep.secrets)
+        self.dep = Deployment(config, self.dep.state, self.dep.secrets, self.dep.worker)
         log.info("%s reloaded: %d subscribers", self.config_path, len(config.subscribers))
         if self.scheduler is not None:
             self._schedule_groups()

@@ -52,7 +52,9 @@ def collect(config: Config, store: Store, now: datetime) -> dict[str, Any]:
     failed = [{"email": r.subscriber, "slot_utc": r.slot.isoformat(), "code": r.last_code,
                "error": r.last_error} for r in store.issues("failed")]
     return {"subscribers": subscribers, "sources": srcs, "pending": pending, "failed": failed,
-            "claims": store.claims(), "entries": store.entry_count()}
+            "claims": store.claims(), "queue": store.queue(now),
+            "workers": {owner: n for owner, n in store.claims().items() if owner},
+            "entries": store.entry_count()}
 
 
 def _explain(last: dict[str, Any] | None, failing: list[str], nxt: str | None) -> str:
