@@ -209,8 +209,6 @@ class _Run:
                     await self.deliver(jobs)
                     self.report.timed("deliver", t)
                 await producer  # its exception, if any, is this run's
-            # once more: issues another worker held when this run began, if its lease ran out since
-            await self.leftovers(only, batch)
         self.ledger.flush()  # outcomes of the retries sent on the way out
 
     async def from_workers(self, now: datetime, only: str | Collection[str] | None,
