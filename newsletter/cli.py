@@ -142,18 +142,14 @@ def _now(args: argparse.Namespace) -> datetime:
 
 
 def _config(args: argparse.Namespace) -> Config:
-    config = load(args.file, os.environ)
-    if not args.quiet:
-        for warning in config.warnings:
-            print(warning, file=sys.stderr)
-    return config
+    return load(args.file, os.environ)
 
 
 def _deployment(args: argparse.Namespace) -> Deployment:
     """The configuration, the state and the secrets, read once."""
     dep = Deployment.open(args.file, args.state, os.environ)
-    if not args.quiet and args.command not in ("validate",):
-        for warning in dep.config.warnings:
+    if not args.quiet and args.command in ("send", "run"):  # `validate` prints them itself
+        for warning in dep.warnings():
             print(warning, file=sys.stderr)
     return dep
 
@@ -319,8 +315,6 @@ def cmd_send(args: argparse.Namespace) -> int:
             print(f"{row.subscriber}: pending from {row.slot:%Y-%m-%d %H:%M} UTC, "
                   f"{row.attempts} attempts, last error: {row.last_error or '-'}")
         return 0
-    if not args.quiet and not dep.config.settings.base_url:
-        print(dep.warnings()[-1], file=sys.stderr)
     with _progress(args) as progress:
         result = dep.send(now, fetch=not args.no_fetch, only=args.subscriber, outbox=args.outbox,
                           progress=progress)

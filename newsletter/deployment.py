@@ -60,11 +60,7 @@ class Deployment:
         return Store.snapshot(self.state)
 
     def warnings(self) -> list[str]:
-        out = list(self.config.warnings)
-        if not self.config.settings.base_url:
-            out.append(f"{self.config.path}: warning: newsletter.base_url is not set, so digests carry no "
-                       "one-click (HTTPS) unsubscribe link; Gmail and Yahoo require one from bulk senders")
-        return list(dict.fromkeys(out))
+        return list(self.config.warnings)
 
     # --- the commands --------------------------------------------------------------------------
 
