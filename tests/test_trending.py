@@ -127,3 +127,15 @@ def test_match_trending_shows_what_a_trending_only_subscriber_gets(tmp_path: Pat
     assert [r["id"] for r in shown] == expected
     assert shown[0]["reasons"] == [] and shown[0]["why"].startswith("▲ ")
     assert config.subscribers  # the example's keyword subscribers are untouched
+
+
+def test_the_examples_trending_only_subscriber_and_trending_section(tmp_path: Path) -> None:
+    """subscribers.example.yaml as shipped: Linus (no keywords) and Alan (`trending: 3`)."""
+    config, store = _sample(tmp_path)
+    linus, alan = config.subscriber("linus@example.org"), config.subscriber("alan@example.org")
+    assert linus is not None and linus.trending_only and not linus.updates and linus.min_upvotes == 2
+    assert alan is not None and alan.trending == 3 and alan.updates
+    built, _ = pipeline.plan(config, store, AT.replace(day=28, hour=7), secret="s", only=["linus@example.org"])
+    expected = [e.id for e in _documented_order(store.entries()) if (e.upvotes or 0) >= 2][:linus.max_entries]
+    assert [m.entry.id for m in built[0].issue.matches] == expected
+    store.close()
