@@ -139,3 +139,67 @@ def test_the_examples_trending_only_subscriber_and_trending_section(tmp_path: Pa
     expected = [e.id for e in _documented_order(store.entries()) if (e.upvotes or 0) >= 2][:linus.max_entries]
     assert [m.entry.id for m in built[0].issue.matches] == expected
     store.close()
+
+
+def _titles_in(text: str, titles: list[str]) -> list[int]:
+    return [text.find(t) for t in titles]
+
+
+def test_the_trending_section_in_html_and_text(tmp_path: Path) -> None:
+    import html as htmllib
+
+    from newsletter.tex import readable
+
+    config, store = _sample(tmp_path)
+    sub = _subscriber("ada@example.org", keywords=("model",), max_entries=3, trending=3)
+    (built,) = pipeline.plan(_with(config, sub), store, AT, secret="s")[0]
+    rendered = built.rendered
+    assert rendered is not None
+    import re
+
+    page = " ".join(htmllib.unescape(re.sub(r"<[^>]+>", "", rendered.html)).split())
+    text = " ".join(rendered.text.replace("*", "").split())
+    matched = [" ".join(readable(m.entry.title).split()) for m in built.issue.matches]
+    trend = [" ".join(readable(m.entry.title).split()) for m in built.issue.trending]
+    for part in (page, text):
+        assert part.count("Trending") == 1 and "Papers outside your keywords that readers upvoted most." in part
+        heading = part.index("Trending")
+        assert all(0 <= i < heading for i in _titles_in(part, [t[:40] for t in matched]))
+        assert all(i > heading for i in _titles_in(part, [t[:40] for t in trend]))
+        for m in built.issue.trending:
+            assert f"Why it is here: {m.why}" in part
+    assert "\nTrending\n========\n" in rendered.text
+    assert "\n4. " in rendered.text and "\n6. " in rendered.text and "\n7. " not in rendered.text
+    store.close()
+
+
+def test_a_trending_only_issue_reads_as_one(tmp_path: Path) -> None:
+    config, store = _sample(tmp_path)
+    sub = _subscriber("t@example.org", max_entries=3)
+    (built,) = pipeline.plan(_with(config, sub), store, AT, secret="s")[0]
+    assert built.rendered is not None
+    assert built.rendered.preheader.startswith("The 3 papers readers upvoted most. Top: ")
+    assert "Your profile: the papers readers upvote most (no keywords)" in " ".join(built.rendered.text.split())
+    assert "Trending\n===" not in built.rendered.text  # its papers are the issue, not a section
+    assert built.rendered.text.count("Why it is here: ▲ ") == 3
+    store.close()
+
+
+def test_assembled_output_equals_the_whole_document_with_sections(tmp_path: Path) -> None:
+    from newsletter.models import Update
+    from newsletter.rendering import SlotRenderer, compile_whole
+
+    config, store = _sample(tmp_path)
+    sub = _subscriber("ada@example.org", keywords=("model",), max_entries=2, trending=2)
+    (built,) = pipeline.plan(_with(config, sub), store, AT, secret="s")[0]
+    got = store.entries()[0]
+    issue = replace(built.issue, updates=(Update(got, "code", "code: https://github.com/a/b", AT),))
+    renderer = SlotRenderer(config.settings)
+    outputs = [renderer.render(issue, unsubscribe_url="https://u/x", change_url="mailto:c@example.org")
+               for _ in range(3)]  # the third is filled from a plan
+    html, text = compile_whole(renderer.env, renderer.context(issue, unsubscribe_url="https://u/x",
+                                                              change_url="mailto:c@example.org"),
+                               renderer.cards(issue))
+    assert all((o.html, o.text) == (html, text) for o in outputs)
+    assert "Updates" in text and "What changed: code: https://github.com/a/b" in " ".join(text.split())
+    store.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from email import message_from_bytes, policy
 
 from conftest import DATA
 from newsletter import ingest, pipeline, records, updates
@@ -75,7 +76,14 @@ def test_upvotes_update_code_link_once_in_updates(tmp_path: Path) -> None:
         # the next issue does not carry it again
         third = _send(project, store, DAY1 + timedelta(days=2), outbox)
         assert third["ada@example.org"].updates == () and third["ada@example.org"].matches == ()
-        assert len(list((outbox / "new").iterdir())) == 3  # ada twice (papers, then the update), quiet once
+        messages = [message_from_bytes(f.read_bytes(), policy=policy.default) for f in (outbox / "new").iterdir()]
+        assert sorted(str(m["To"]) for m in messages) == ["ada@example.org", "ada@example.org", "quiet@example.org"]
+        texts = [m.get_body(("plain",)).get_content().replace("\r\n", "\n") for m in messages]  # type: ignore[union-attr]
+        htmls = [m.get_body(("html",)).get_content() for m in messages]  # type: ignore[union-attr]
+        (update_text,) = [t for t in texts if "\nUpdates\n=======\n" in t]
+        assert "What changed: code: https://github.com/example/code" in " ".join(update_text.split())
+        (update_html,) = [h for h in htmls if ">Updates</h2>" in h]
+        assert "code: https://github.com/example/code" in update_html
 
 
 def test_changes_between_two_sightings() -> None:
