@@ -75,6 +75,9 @@ def subject_line(settings: Settings, issue: Issue, words: Catalogue | None = Non
     words = words or Catalogue(environment(settings.templates), settings.language)
     local = issue.slot.astimezone(ZoneInfo(issue.subscriber.timezone))
     n = len(issue.matches) if total is None else total
+    if not n and issue.updates:  # only papers received before that changed
+        return header_text(words.count("subject_updates", len(issue.updates), title=settings.title,
+                                       date=words.day(local)))
     key = "subject_none" if not n else ("subject_one" if n == 1 else "subject_many")
     return header_text(words(key, title=settings.title, date=words.day(local), n=n))
 
@@ -84,7 +87,7 @@ def preheader(issue: Issue, words: Catalogue | None = None, total: int | None = 
     words = words or Catalogue(environment(None), "en")
     n = len(issue.matches) if total is None else total
     if not issue.matches:
-        return words("preheader_none")
+        return words.count("preheader_updates", len(issue.updates)) if issue.updates else words("preheader_none")
     first = " ".join(readable(issue.matches[0].entry.title).split())
     kind = "preheader_trending" if issue.subscriber.trending_only else "preheader"
     if n == 1:
@@ -197,7 +200,7 @@ class SlotRenderer:
         """Subject, preheader, the preheader wrapped for the text part, and the local date."""
         sub = issue.subscriber
         first = issue.matches[0].entry.title if issue.matches else None
-        key = (issue.slot, sub.timezone, len(issue.matches), total, first, sub.trending_only)
+        key = (issue.slot, sub.timezone, len(issue.matches), total, first, sub.trending_only, len(issue.updates))
         found = self._heads.get(key)
         if found is None:
             words = self.words

@@ -83,6 +83,8 @@ def test_upvotes_update_code_link_once_in_updates(tmp_path: Path) -> None:
         (update_text,) = [t for t in texts if "\nUpdates\n=======\n" in t]
         assert "What changed: code: https://github.com/example/code" in " ".join(update_text.split())
         (update_html,) = [h for h in htmls if ">Updates</h2>" in h]
+        assert sorted(str(m["Subject"]) for m in messages if "update" in str(m["Subject"])) == [
+            "T · 27 Nov 2026: an update to a paper you received"]
         assert "code: https://github.com/example/code" in update_html
 
 
