@@ -13,6 +13,7 @@ from datetime import datetime
 
 from newsletter import issues as issuelib
 from newsletter import message as messagelib
+from newsletter import records, trending, updates
 from newsletter.errors import ConfigError
 from newsletter.issues import Due, Window
 from newsletter.matching import EntryIndex, Profile
@@ -46,7 +47,7 @@ class Built:
     def to_record(self) -> NewIssue:
         # only the papers the email shows count as delivered (the size budget may leave some out)
         shown = self.rendered.issue if self.rendered is not None else self.issue
-        ids = tuple(m.entry.id for m in shown.matches)
+        ids = tuple(m.entry.id for m in shown.matches + shown.trending)
         sub = self.due.subscriber
         return NewIssue(
             self.issue.id, sub.email, self.issue.slot, self.issue.built_at, "pending" if self.sends else "empty",
@@ -76,6 +77,8 @@ class Builder:
         self._index: EntryIndex | None = None
         self._window: Window | None = None
         self._matcher: object | None = None
+        self._trending: trending.Trending | None = None
+        self._changes: list[records.Change] | None = None
 
     def on(self, store: Store) -> Builder:
         """The same builder reading another connection (the producer thread's)."""
@@ -97,6 +100,7 @@ class Builder:
             self._index = EntryIndex(self.store.entries(since=since, until=self.now))
             self._window = Window(self._index, self.now)
             self._matcher = None
+            self._trending = None
             self._cache.clear()
         assert self._window is not None
         return self._index, self._window
@@ -105,28 +109,68 @@ class Builder:
         if not batch:
             return []
         index, window = self._index_for(min(d.since for d in batch))
-        if any(getattr(r, "cards", 0) > CARDS_KEPT for r in self._cache.values()):
+        if any(getattr(r, "card_count", 0) > CARDS_KEPT for r in self._cache.values()):
             self._cache.clear()  # memory stays bounded whatever the number of subscribers
         ids = [e.id for e in index.entries]
-        delivered = self.store.delivered_among([d.subscriber.email for d in batch], ids)
+        emails = [d.subscriber.email for d in batch]
+        delivered = self.store.delivered_among(emails, ids)
         profiles = {d.subscriber.email: self.profile(d.subscriber) for d in batch}
         picked = self._batch_select(index, window, batch, profiles, delivered) if len(batch) >= BATCH_FROM else {}
+        changes = self._changes_since(min(d.since for d in batch))
+        received = self.store.delivered_among([d.subscriber.email for d in batch if d.subscriber.updates],
+                                              sorted({c.id for c in changes})) if changes else {}
         out = []
         for d in batch:
             sub = d.subscriber
+            profile = profiles[sub.email]
             mine = delivered.get(sub.email, set())
-            matches = picked.get(sub.email)
-            if matches is None:  # the exact path: few subscribers, or entries of the window delivered before
-                candidates = window.mask(d.since, mine)
-                matches = index.select(profiles[sub.email], candidates, limit=sub.max_entries)
-            issue = Issue(issuelib.issue_id(sub.email, d.slot), sub, d.slot, self.now, tuple(matches), d.first)
+            candidates = window.mask(d.since, mine)
+            matches: list[Match] | None
+            if sub.trending_only:
+                matches = self._trending_top(index, window, d, candidates & ~self._excluded(index, profile),
+                                             sub.max_entries)
+            else:
+                matches = picked.get(sub.email)
+                if matches is None:  # the exact path: few subscribers, or entries of the window delivered before
+                    matches = index.select(profile, candidates, limit=sub.max_entries)
+            assert matches is not None
+            extra: list[Match] = []
+            if sub.trending and not sub.trending_only:
+                # papers that did not match at all (not those the max_entries cap left out)
+                matched = index.profile_mask(profile, candidates)
+                extra = self._trending_top(index, window, d, candidates & ~matched & ~self._excluded(index, profile),
+                                           sub.trending)
+            news = updates.for_subscriber(changes, d.since, self.now, received.get(sub.email, set()))
+            issue = Issue(issuelib.issue_id(sub.email, d.slot), sub, d.slot, self.now, tuple(matches), d.first,
+                          trending=tuple(extra), updates=news)
             if issue.empty and not sub.send_empty:
-                reason = ("none of the new entries matched the profile" if window.mask(d.since) else "no new entries")
+                reason = ("no new entries" if not window.mask(d.since) else
+                          "none of the new entries has a community signal (upvotes) to trend with"
+                          if sub.trending_only else "none of the new entries matched the profile")
                 out.append(Built(d, issue, None, None, reason))
                 continue
             rendered, msg = self._render(issue)
             out.append(Built(d, issue, rendered, msg, ""))
         return out
+
+    def _trending_top(self, index: EntryIndex, window: Window, d: Due, candidates: int, limit: int) -> list[Match]:
+        if self._trending is None:
+            self._trending = trending.Trending(index)
+        return self._trending.top(window.mask(d.since), candidates, limit, period=trending.period_of(d.since, self.now),
+                                  min_upvotes=d.subscriber.min_upvotes)
+
+    @staticmethod
+    def _excluded(index: EntryIndex, profile: Profile) -> int:
+        mask = 0
+        for q in profile.exclude:
+            mask |= index.query_mask(q)
+        return mask
+
+    def _changes_since(self, since: datetime) -> list[records.Change]:
+        """Changes to stored papers seen in (since, now] (the log is read once per builder)."""
+        if self._changes is None:
+            self._changes = records.load_changes(self.store)
+        return updates.in_window(self._changes, since, self.now)
 
     def _batch_select(self, index: EntryIndex, window: Window, batch: Sequence[Due], profiles: dict[str, Profile],
                       delivered: dict[str, set[str]]) -> dict[str, list[Match]]:
@@ -140,7 +184,7 @@ class Builder:
         matcher: BatchMatcher = self._matcher  # type: ignore[assignment]
         by_since: dict[datetime, list[Subscriber]] = {}
         for d in batch:
-            if d.subscriber.email not in delivered:
+            if d.subscriber.email not in delivered and not d.subscriber.trending_only:
                 by_since.setdefault(d.since, []).append(d.subscriber)
         out: dict[str, list[Match]] = {}
         for since, subs in by_since.items():

@@ -19,7 +19,7 @@ from urllib.parse import quote_plus
 
 from markupsafe import Markup, escape
 
-from newsletter.models import Entry, Hit, Match
+from newsletter.models import Entry, Hit, Match, Update
 from newsletter.query import Query, Term, parse
 from newsletter.tex import readable
 from newsletter.text import stem, word_spans
@@ -264,6 +264,11 @@ class Card:
     html: str
     text: str
     fields: dict[str, Any]
+    lead: str = ""  # the text part's section heading, before this card's number ("Trending")
+
+    def numbered(self, number: int) -> str:
+        """The card as the text part shows it: its number, after its section heading if any."""
+        return f"{self.lead}{number}. {self.text}"
 
 
 class _Paper:
@@ -340,16 +345,24 @@ class CardMaker:
         return found
 
     def _why_of(self, match: Match) -> tuple[str, str, str]:
-        key = tuple((h.term, h.field) for h in match.hits)
+        key = tuple((h.term, h.field) for h in match.hits) or (("", match.why),)
         found = self._why.get(key)
         if found is None:
-            why = why_line(match, self.words)
-            label = self.words("why")
+            why = match.why or why_line(match, self.words)
+            label = self.words("why_trending" if match.why else "why")
             found = self._why[key] = (why, f'<p class="w"><em>{_esc(label)}</em> {_esc(why)}</p>',
                                       "\n\n" + wrap(f"{label} {why}"))
         return found
 
-    def card(self, match: Match) -> Card:
+    def heading(self, key: str) -> tuple[str, str]:
+        """A section's heading (`trending`, `updates`) as it opens the section's first card."""
+        title, intro = self.words(f"{key}_heading"), self.words(f"{key}_intro")
+        html = (f'<h2 class="s" style="margin:4px 0 0;font-size:22px;line-height:1.3;">{_esc(title)}</h2>'
+                f'<p class="m">{_esc(intro)}</p>')
+        rule = "=" * min(len(title), WRAP)
+        return html, f"{title}\n{rule}\n{wrap(intro, indent='')}\n\n"
+
+    def card(self, match: Match, section: str = "") -> Card:
         p = self._paper(match.entry)
         terms = hit_terms(match.hits, self.queries)
         title_html, title_text, title_wrapped = p.marked("title", p.spans("title", terms.get("title", ())))
@@ -357,7 +370,9 @@ class CardMaker:
             "abstract", p.spans("abstract", terms.get("abstract", ())))
         meta_html, meta_text, meta_wrapped = p.marked("author", p.spans("author", terms.get("author", ())))
         why, why_html, why_text = self._why_of(match)
+        head_html, head_text = self.heading(section) if section else ("", "")
         html = "".join((
+            head_html,
             f'<h2 class="t"{p.lang}><a href="{_esc(p.url)}">{title_html}</a></h2>',
             f'<p class="m">{meta_html}</p>' if meta_html else "",
             f"<p{p.lang}>{abstract_html}</p>" if p.abstract else "",
@@ -370,7 +385,20 @@ class CardMaker:
                   "trimmed": p.cut, "terms": list(match.terms), "score": match.score, "meta": meta_text,
                   "title_html": Markup(title_html), "abstract_html": Markup(abstract_html),
                   "title_text": title_text, "abstract_text": abstract_text}
-        return Card(html, text, fields)
+        return Card(html, text, fields, head_text)
+
+    def update_card(self, update: Update, first: bool) -> Card:
+        """A paper received before, in one short block: its title, what changed, its links."""
+        p = self._paper(update.entry)
+        head_html, head_text = self.heading("updates") if first else ("", "")
+        label = self.words("what_changed")
+        html = "".join((head_html, f'<p class="t"{p.lang}><a href="{_esc(p.url)}">{_esc(p.title)}</a></p>',
+                        f'<p class="w"><em>{_esc(label)}</em> {_esc(update.detail)}</p>', p.links_html))
+        text = wrap(p.title, first="XXXX")[4:] + f"\n   {p.url}\n\n" + wrap(f"{label} {update.detail}") + p.links_text
+        fields = {"id": update.entry.id, "title": p.title, "url": p.url, "links": list(p.links), "why": update.detail,
+                  "trimmed": False, "terms": [], "score": 0.0, "meta": "", "title_html": Markup(_esc(p.title)),
+                  "abstract_html": Markup(""), "title_text": p.title, "abstract_text": ""}
+        return Card(html, text, fields, head_text)
 
 
 def make_card(match: Match, words: Catalogue, queries: dict[str, Query] | None = None) -> Card:

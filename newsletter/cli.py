@@ -81,7 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--exclude", action="append", default=[], metavar="QUERY", help="exclude query")
     c.add_argument("--since", type=_when, help="only entries first seen after this time")
     c.add_argument("--limit", type=int, default=20, help="at most N results (default 20)")
-    c.add_argument("--json", action="store_true", help="print JSON: [{id, title, score, reasons}]")
+    c.add_argument("--trending", action="store_true",
+                   help="rank by community signal (upvotes, comments) instead of queries: what a "
+                        "subscriber without keywords gets")
+    c.add_argument("--json", action="store_true", help="print JSON: [{id, title, score, reasons, why}]")
     c.set_defaults(run=cmd_match)
 
     c = sub.add_parser("preview", help="write each subscriber's next issue as local files",
@@ -230,10 +233,12 @@ def cmd_entries(args: argparse.Namespace) -> int:
 
 
 def cmd_match(args: argparse.Namespace) -> int:
+    from newsletter import trending
     from newsletter.matching import EntryIndex, Profile
 
     keywords, exclude = list(args.queries), list(args.exclude)
     min_upvotes = 0
+    by_signal = args.trending
     if args.subscriber:
         config = _config(args)
         sub = config.subscriber(args.subscriber)
@@ -242,20 +247,29 @@ def cmd_match(args: argparse.Namespace) -> int:
         keywords += list(sub.keywords)
         exclude += list(sub.exclude)
         min_upvotes = sub.min_upvotes
-    if not keywords:
-        raise ConfigError("give at least one QUERY or --subscriber EMAIL")
+        by_signal = by_signal or sub.trending_only
+    if by_signal and keywords:
+        raise ConfigError("--trending ranks by community signal: give no QUERY (a subscriber with keywords "
+                          "gets trending papers only in their `trending: N` section)")
+    if not keywords and not by_signal:
+        raise ConfigError("give at least one QUERY, --trending or --subscriber EMAIL")
     try:
         profile = Profile.from_strings(keywords, exclude, min_upvotes)
     except QuerySyntaxError as exc:
         raise ConfigError(f"query: {exc}") from exc
     with _read_store(args) as store:
         entries = store.entries(since=args.since)
-    matches = EntryIndex(entries).select(profile, limit=args.limit)
+    if by_signal:
+        period = trending.period_of(args.since, _now(args)) if args.since else "of the stored papers"
+        matches = trending.top(entries, args.limit, period=period, min_upvotes=min_upvotes, exclude=profile.exclude)
+    else:
+        matches = EntryIndex(entries).select(profile, limit=args.limit)
     if args.json:
         print(json.dumps([{
             "id": m.entry.id, "title": m.entry.title, "score": m.score,
             "upvotes": m.entry.upvotes, "url": m.entry.url,
             "reasons": [{"query": h.query, "term": h.term, "field": h.field} for h in m.hits],
+            "why": m.why,
         } for m in matches], ensure_ascii=False, indent=1))
         return 0
     print_matches(matches, len(entries))

@@ -27,11 +27,14 @@ _TOP_KEYS = ("newsletter", "subscribers")
 _SETTINGS_KEYS = ("title", "sender", "base_url", "sources", "schedule", "timezone", "max_entries",
                   "send_empty", "min_upvotes", "smtp", "templates", "unsubscribe_mailto", "language", "dkim")
 _DKIM_KEYS = ("domain", "selector")
-_SOURCE_KEYS = ("name", "type", "url", "path", "schedule", "timeout", "max_bytes")
+_SOURCE_KEYS = ("name", "type", "url", "path", "schedule", "timeout", "max_bytes", "catch_up_days",
+                "request_budget")
+# Sources whose entries never carry a community signal (upvotes): nothing from them can trend.
+_NO_SIGNAL = ("arxiv", "feed")
 _SMTP_KEYS = ("host", "port", "tls", "username", "timeout", "concurrency", "rate_limit", "retries",
               "ca_file", "max_per_connection", "pause_after")
 _SUBSCRIBER_KEYS = ("email", "name", "keywords", "exclude", "schedule", "timezone", "max_entries",
-                    "min_upvotes", "send_empty", "paused", "unsubscribed")
+                    "min_upvotes", "send_empty", "paused", "unsubscribed", "trending", "updates")
 # With no base_url the only List-Unsubscribe is a mailto: (printed by validate; `send` may print it too).
 NO_ONE_CLICK_WARNING = (
     "no base_url: messages carry only a mailto: List-Unsubscribe, which Gmail's and Yahoo's bulk-sender "
@@ -222,6 +225,9 @@ def _sources(c: Checker, node: yaml.Node | None, base: Path) -> list[SourceConfi
             c.error(item, f"{what}: missing 'name'")
         elif name in seen:
             c.error(m["name"], f"{what}.name: source '{name}' is defined twice")
+        elif name and name.startswith("~"):
+            c.error(m["name"], f"{what}.name: a source name cannot start with '~' (the state store uses those)")
+            name = None
         seen.add(name or "")
         kind = None
         if "type" not in m:
@@ -247,6 +253,12 @@ def _sources(c: Checker, node: yaml.Node | None, base: Path) -> list[SourceConfi
             options["timeout"] = c.seconds(m["timeout"], f"{what}.timeout")
         if "max_bytes" in m:
             options["max_bytes"] = c.positive_int(m["max_bytes"], f"{what}.max_bytes")
+        for key in ("catch_up_days", "request_budget"):
+            if key in m:
+                if not (kind == "hf-daily" and url and "{date}" in url):
+                    c.error(m[key], f"{what}.{key}: only for an hf-daily source read by date "
+                                    "(a url with {date}, e.g. https://huggingface.co/api/daily_papers?date={date})")
+                options[key] = c.positive_int(m[key], f"{what}.{key}", 1, 31 if key == "catch_up_days" else None)
         options = {k: v for k, v in options.items() if v is not None}
         if name and kind and (url or path):
             out.append(SourceConfig(name, kind, url, path, **options))
@@ -334,12 +346,21 @@ def _subscribers(c: Checker, node: yaml.Node | None, settings: Settings | None) 
                 else:
                     seen[email] = i
         what = f"{what} ({email})" if email else what
+        # without keywords (missing, null or []) a subscriber receives the trending papers
         keywords = c.strings(m["keywords"], f"{what}.keywords") if "keywords" in m else []
-        if "keywords" not in m:
-            c.error(item, f"{what}: missing 'keywords' (a list of queries)")
-        elif not keywords and isinstance(m["keywords"], yaml.SequenceNode):
-            c.error(m["keywords"], f"{what}.keywords: needs at least one query")
         c.queries(keywords, f"{what}.keywords")
+        trending = c.positive_int(m["trending"], f"{what}.trending", 0, 100) if "trending" in m else None
+        if not keywords and trending:
+            c.error(m["trending"], f"{what}.trending: this subscriber has no keywords, so every paper it gets is "
+                                   "a trending one (max_entries of them); `trending: N` adds a section beside "
+                                   "keyword matches: remove it, or add keywords")
+        if not keywords and settings is not None and settings.sources and all(
+                s.type in _NO_SIGNAL for s in settings.sources):
+            names = ", ".join(f"'{s.name}' ({s.type})" for s in settings.sources)
+            c.error(m.get("keywords", item), f"{what}: has no keywords, so it would receive trending papers, but "
+                                             f"none of the sources ({names}) gives upvotes to rank them by: it "
+                                             "could never receive anything; add keywords, or an hf-daily source")
+        updates = c.scalar(m["updates"], f"{what}.updates", ("bool",)) if "updates" in m else True
         exclude = c.strings(m["exclude"], f"{what}.exclude") if "exclude" in m else []
         c.queries(exclude, f"{what}.exclude")
         tz_name = settings.timezone if settings else "UTC"
@@ -366,6 +387,7 @@ def _subscribers(c: Checker, node: yaml.Node | None, settings: Settings | None) 
                 max_entries=max_entries or settings.max_entries,
                 min_upvotes=settings.min_upvotes if min_upvotes is None else min_upvotes,
                 send_empty=settings.send_empty if send_empty is None else bool(send_empty),
-                paused=bool(paused), unsubscribed=bool(unsubscribed),
+                paused=bool(paused), unsubscribed=bool(unsubscribed), trending=trending or 0,
+                updates=updates is not False,
             ))
     return out

@@ -41,6 +41,14 @@ class ItemError(SourceError):
     """
 
 
+class RateLimited(SourceError):
+    """The server answered 429 (or said no requests are left); `retry_after` seconds, when it said."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class StateError(NewsletterError):
     """The SQLite state file cannot be opened or is not ours."""
 

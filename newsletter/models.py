@@ -38,6 +38,7 @@ class Entry:
     sources: tuple[str, ...] = ()
     first_seen: datetime | None = None
     updated: datetime | None = None
+    new_version: bool = False  # this sighting announces a new arXiv version (not stored; ingest compares)
 
     @property
     def url(self) -> str | None:
@@ -61,6 +62,8 @@ class SourceConfig:
     schedule: str = "*/30 * * * *"  # when `run` fetches it (cron, UTC)
     timeout: float = 30.0
     max_bytes: int = 20 * 1024 * 1024
+    catch_up_days: int = 7  # hf-daily by date: missed days fetched again, up to this many
+    request_budget: int = 60  # hf-daily by date: HTTP requests one run may make
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,13 @@ class Subscriber:
     paused: bool = False  # declared in subscribers.yaml; the store holds every other state
     unsubscribed: bool = False  # ditto (files written by releases before the store owned state)
     home: str = "file"  # where the subscriber is defined: "file" (subscribers.yaml) or "store"
+    trending: int = 0  # with keywords: a "Trending" section of this many papers that did not match
+    updates: bool = True  # an "Updates" section: papers received before that gained a code link, ...
+
+    @property
+    def trending_only(self) -> bool:
+        """No keywords: the subscriber receives the window's trending papers."""
+        return not self.keywords
 
 
 @dataclass(frozen=True)
@@ -160,10 +170,21 @@ class Match:
     entry: Entry
     score: float
     hits: tuple[Hit, ...]
+    why: str = ""  # a reason that is not a keyword hit: "▲ 118 upvotes, #2 today"
 
     @property
     def terms(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(h.term for h in self.hits))
+
+
+@dataclass(frozen=True)
+class Update:
+    """A paper a subscriber received before that changed since: what changed, in a few words."""
+
+    entry: Entry
+    kind: str  # code | version | trending
+    detail: str  # "code: https://github.com/...", "now v3", "▲ 40 upvotes on HF Daily Papers"
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -176,10 +197,12 @@ class Issue:
     built_at: datetime
     matches: tuple[Match, ...]
     first: bool = False
+    trending: tuple[Match, ...] = ()  # the "Trending" section: papers that did not match, each with `why`
+    updates: tuple[Update, ...] = ()  # papers received before that changed since
 
     @property
     def empty(self) -> bool:
-        return not self.matches
+        return not self.matches and not self.trending and not self.updates
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from newsletter.cards import (ABSTRACT_LIMIT, NBSP, WRAP, Card, CardMaker, autho
                               why_line, wrap)
 from newsletter.catalogue import Catalogue
 from newsletter.errors import RenderError
-from newsletter.models import Issue, Match, RenderedIssue, Settings
+from newsletter.models import Issue, Match, RenderedIssue, Settings, Update
 from newsletter.query import Query
 from newsletter.tex import readable
 
@@ -75,6 +75,9 @@ def subject_line(settings: Settings, issue: Issue, words: Catalogue | None = Non
     words = words or Catalogue(environment(settings.templates), settings.language)
     local = issue.slot.astimezone(ZoneInfo(issue.subscriber.timezone))
     n = len(issue.matches) if total is None else total
+    if not n and issue.updates:  # only papers received before that changed
+        return header_text(words.count("subject_updates", len(issue.updates), title=settings.title,
+                                       date=words.day(local)))
     key = "subject_none" if not n else ("subject_one" if n == 1 else "subject_many")
     return header_text(words(key, title=settings.title, date=words.day(local), n=n))
 
@@ -84,18 +87,19 @@ def preheader(issue: Issue, words: Catalogue | None = None, total: int | None = 
     words = words or Catalogue(environment(None), "en")
     n = len(issue.matches) if total is None else total
     if not issue.matches:
-        return words("preheader_none")
+        return words.count("preheader_updates", len(issue.updates)) if issue.updates else words("preheader_none")
     first = " ".join(readable(issue.matches[0].entry.title).split())
+    kind = "preheader_trending" if issue.subscriber.trending_only else "preheader"
     if n == 1:
-        return words("preheader_one", first=first)
+        return words(f"{kind}_one", first=first)
     if n == 2:
-        return words("preheader_two", first=first)
-    return words("preheader_many", n=n, first=first, rest=n - 1)
+        return words(f"{kind}_two", first=first)
+    return words(f"{kind}_many", n=n, first=first, rest=n - 1)
 
 
 def profile_summary(issue: Issue, words: Catalogue) -> dict[str, Any]:
     s = issue.subscriber
-    keywords = ", ".join(s.keywords)
+    keywords = ", ".join(s.keywords) if s.keywords else words("trending_profile")
     excluding = f"; {words('excluding')} {', '.join(s.exclude)}" if s.exclude else ""
     limits = words.count("limits", s.max_entries, schedule=f'"{s.schedule}"', timezone=s.timezone)
     return {"keywords": list(s.keywords), "exclude": list(s.exclude), "schedule": s.schedule,
@@ -117,7 +121,7 @@ class SlotRenderer:
         self.words = Catalogue(self.env, settings.language)
         self._queries: dict[str, Query] = {}
         self._maker = CardMaker(self.words, self._queries)
-        self._cards: dict[tuple[str, tuple[tuple[str, str], ...]], Card] = {}
+        self._cards: dict[tuple[Any, ...], Card] = {}
         self._odd_cards: set[int] = set()  # ids of cards whose data carries placeholder text
         self._html_cards: dict[int, SharedText] = {}  # by id(card): cards live as long as the renderer
         self._text_cards: dict[tuple[int, int], SharedText] = {}
@@ -127,26 +131,48 @@ class SlotRenderer:
         self._interned = Interned()
         self._heads: dict[tuple[Any, ...], tuple[str, str, str, str]] = {}
         self._profiles: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._updates: dict[tuple[Any, ...], Card] = {}
 
     @property
-    def cards(self) -> int:
+    def card_count(self) -> int:
         """How many cards are kept (the builder starts afresh past a limit: memory stays bounded)."""
         return len(self._cards)
 
-    def card(self, match: Match) -> Card:
+    def card(self, match: Match, section: str = "") -> Card:
         # a card depends on which terms matched in which fields, not on the queries they came from
         hits = match.hits
-        key: tuple[str, tuple[tuple[str, str], ...]]
-        if len(hits) == 1:
+        key: tuple[Any, ...]
+        if match.why or section:  # a trending paper: its reason ("#2 today") and its section's heading
+            key = (match.entry.id, (), match.why, section)
+        elif len(hits) == 1:
             key = (match.entry.id, ((hits[0].term, hits[0].field),))
         else:
             key = (match.entry.id, tuple(dict.fromkeys([(h.term, h.field) for h in hits])))
         found = self._cards.get(key)
         if found is None:
-            found = self._cards[key] = self._maker.card(match)
-            if OPEN in found.html or OPEN in found.text:
-                self._odd_cards.add(id(found))
+            found = self._cards[key] = self._maker.card(match, section)
+            self._check_odd(found)
         return found
+
+    def update_card(self, update: Update, first: bool) -> Card:
+        e = update.entry
+        key = (e.id, e.title, e.links, update.detail, first)
+        found = self._updates.get(key)
+        if found is None:  # kept: cards are known by id() while the renderer lives
+            found = self._updates[key] = self._maker.update_card(update, first)
+            self._check_odd(found)
+        return found
+
+    def _check_odd(self, card: Card) -> None:
+        if OPEN in card.html or OPEN in card.text or OPEN in card.lead:
+            self._odd_cards.add(id(card))
+
+    def cards(self, issue: Issue) -> list[Card]:
+        """The papers that matched, then the "Trending" section, then the "Updates" section."""
+        cards = [self.card(m) for m in issue.matches]
+        cards.extend(self.card(m, "" if i else "trending") for i, m in enumerate(issue.trending))
+        cards.extend(self.update_card(u, not i) for i, u in enumerate(issue.updates))
+        return cards
 
     def render(self, issue: Issue, *, unsubscribe_url: str, change_url: str,
                budget: int | None = None) -> RenderedIssue:
@@ -172,14 +198,14 @@ class SlotRenderer:
     def context(self, issue: Issue, *, unsubscribe_url: str, change_url: str, total: int | None = None
                 ) -> dict[str, Any]:
         """What the templates see for `issue` (its cards in `papers`, without their placeholders)."""
-        cards = [self.card(m) for m in issue.matches]
+        cards = self.cards(issue)
         return self._context(issue, cards, unsubscribe_url, change_url, len(issue.matches) if total is None else total)
 
     def _head(self, issue: Issue, total: int) -> tuple[str, str, str, str]:
         """Subject, preheader, the preheader wrapped for the text part, and the local date."""
         sub = issue.subscriber
         first = issue.matches[0].entry.title if issue.matches else None
-        key = (issue.slot, sub.timezone, len(issue.matches), total, first)
+        key = (issue.slot, sub.timezone, len(issue.matches), total, first, sub.trending_only, len(issue.updates))
         found = self._heads.get(key)
         if found is None:
             words = self.words
@@ -225,7 +251,7 @@ class SlotRenderer:
         }
 
     def _render(self, issue: Issue, unsubscribe_url: str, change_url: str, total: int) -> RenderedIssue:
-        cards = [self.card(m) for m in issue.matches]
+        cards = self.cards(issue)
         context = self._context(issue, cards, unsubscribe_url, change_url, total)
         if not self._planned:
             return self._render_jinja(issue, cards, context, total)
@@ -297,7 +323,7 @@ class SlotRenderer:
         key = (id(card), number)
         found = self._text_cards.get(key)
         if found is None:
-            found = self._text_cards[key] = SharedText(f"{number}. {card.text}")
+            found = self._text_cards[key] = SharedText(card.numbered(number))
         return found
 
     def _frame_of(self, skeleton: str, blocks: int) -> Frame | None:
@@ -341,7 +367,7 @@ def _default_theme(env: jinja2.Environment) -> bool:
 def compile_whole(env: jinja2.Environment, context: dict[str, Any], cards: Sequence[Card]) -> tuple[str, str]:
     """HTML and text rendered the direct way: the whole document through Jinja and MJML at once
     (the reference the assembled output is tested against, and the path for odd data)."""
-    whole = {**context, "papers": [{**c.fields, "card_html": Markup(c.html), "card_text": f"{i}. {c.text}"}
+    whole = {**context, "papers": [{**c.fields, "card_html": Markup(c.html), "card_text": c.numbered(i)}
                                    for i, c in enumerate(cards, start=1)]}
     return (_compile(_render_template(env, "issue.mjml.j2", whole)),
             _render_template(env, "issue.txt.j2", whole))

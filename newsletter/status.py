@@ -3,18 +3,64 @@ the last fetch and its error."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from newsletter import issues as issuelib
-from newsletter.models import Config
+from newsletter import records
+from newsletter.models import Config, SourceConfig
 from newsletter.roster import Roster
-from newsletter.store import Store
+from newsletter.schedule import Schedule
+from newsletter.store import SourceRow, Store
+
+DAYS_SHOWN = 7
+
+
+def _retry_at(row: SourceRow, src: SourceConfig | None, days: records.SourceDays) -> str | None:
+    """When the source is asked again: after a rate limit's wait, else at its next scheduled fetch."""
+    if days.retry_at:
+        return datetime.fromisoformat(days.retry_at).strftime("%Y-%m-%d %H:%M UTC")
+    if src is None or row.last_fetch is None:
+        return None
+    nxt = Schedule(src.schedule, "UTC").next_after(row.last_fetch)
+    return f"{nxt:%Y-%m-%d %H:%M} UTC" if nxt else None
+
+
+def _quiet_day(src: SourceConfig | None, name: str, day: str) -> str:
+    """How a day without a list reads: arXiv announces on weekdays only."""
+    when = date.fromisoformat(day)
+    if src is not None and src.type == "arxiv":
+        return f"{name}: arXiv made no announcement on {when:%A} ({day})"
+    return f"{name}: no list for {day}"
+
+
+def source_rows(config: Config, store: Store) -> list[dict[str, Any]]:
+    """Each fetched source: its last fetch, its error and when it is retried, its recent days."""
+    configured = {s.name: s for s in config.settings.sources}
+    out = []
+    for row in store.sources():
+        if records.is_record(row.name):
+            continue
+        src = configured.get(row.name)
+        days = records.load_days(store, row.name)
+        recent = sorted(days.days.items())[-DAYS_SHOWN:]
+        quiet = [_quiet_day(src, row.name, d) for d, rec in recent if rec.state == "empty"]
+        retry = _retry_at(row, src, days) if row.last_error or days.note else None
+        out.append({
+            "name": row.name, "last_fetch": row.last_fetch.isoformat() if row.last_fetch else None,
+            "last_ok": row.last_ok.isoformat() if row.last_ok else None, "entries": row.entries,
+            "error": row.last_error, "retry_at": retry, "note": days.note, "no_list": quiet,
+            "days": [{"day": d, "state": rec.state, "papers": rec.papers, "error": rec.error} for d, rec in recent],
+        })
+    return out
 
 
 def collect(config: Config, store: Store, now: datetime) -> dict[str, Any]:
-    failing = [f"source '{s.name}' failed at its last fetch: {s.last_error}" for s in store.sources() if s.last_error]
+    srcs = source_rows(config, store)
+    failing = [f"source '{s['name']}' failed at its last fetch: {s['error']}"
+               + (f"; will retry at {s['retry_at']}" if s["retry_at"] else "") for s in srcs if s["error"]]
+    quiet = [q for s in srcs for q in s["no_list"][-2:]]  # the last two quiet days of each source
     subscribers = []
     nexts: dict[tuple[str, str], datetime | None] = {}
     for batch in Roster(config, store).batches():
@@ -42,11 +88,9 @@ def collect(config: Config, store: Store, now: datetime) -> dict[str, Any]:
                     "why_nothing_sent": _why(last.status, last.last_error),
                     "left_out_for_size": last.dropped,
                 }
-            row["why"] = st.reason if not st.active else _explain(row["last_issue"], failing, row["next_slot_utc"])
+            row["why"] = (st.reason if not st.active
+                          else _explain(row["last_issue"], failing, quiet, row["next_slot_utc"]))
             subscribers.append(row)
-    srcs = [{"name": s.name, "last_fetch": s.last_fetch.isoformat() if s.last_fetch else None,
-             "last_ok": s.last_ok.isoformat() if s.last_ok else None,
-             "entries": s.entries, "error": s.last_error} for s in store.sources()]
     pending = [{"email": r.subscriber, "slot_utc": r.slot.isoformat(), "attempts": r.attempts,
                 "error": r.last_error, "claimed_by": r.claimed_by} for r in store.issues("pending")]
     failed = [{"email": r.subscriber, "slot_utc": r.slot.isoformat(), "code": r.last_code,
@@ -57,7 +101,7 @@ def collect(config: Config, store: Store, now: datetime) -> dict[str, Any]:
             "entries": store.entry_count()}
 
 
-def _explain(last: dict[str, Any] | None, failing: list[str], nxt: str | None) -> str:
+def _explain(last: dict[str, Any] | None, failing: list[str], quiet: list[str], nxt: str | None) -> str:
     """One line answering "why didn't I get an email?" for an active subscriber."""
     if last is None:
         return f"no issue yet; the first is due at {nxt} UTC"
@@ -66,6 +110,8 @@ def _explain(last: dict[str, Any] | None, failing: list[str], nxt: str | None) -
                if last["left_out_for_size"] else "")
         return f"last issue delivered at {last['sent_at']}{cut}"
     why = last["why_nothing_sent"] or last["status"]
+    if last["status"] == "empty" and quiet and why.startswith("no new entries"):
+        why += " (" + "; ".join(quiet) + ")"
     if last["status"] == "empty" and failing:
         why += "; " + "; ".join(failing)
     return why
@@ -96,8 +142,14 @@ def as_text(info: dict[str, Any]) -> str:
     if not info["sources"]:
         lines.append("  none fetched yet")
     for s in info["sources"]:
-        result = f"error: {s['error']}" if s["error"] else f"ok, {s['entries']} entries"
+        if s["error"]:
+            result = f"error: {s['error']}" + (f"; will retry at {s['retry_at']}" if s["retry_at"] else "")
+        else:
+            result = f"ok, {s['entries']} entries"
         lines.append(f"  {s['name']}: last fetch {s['last_fetch']} — {result}")
+        lines.extend(f"    {q}" for q in s["no_list"][-3:])
+        if s["note"]:
+            lines.append(f"    {s['note']}" + (f"; will retry at {s['retry_at']}" if s["retry_at"] else ""))
     if info["pending"]:
         lines.append("")
         lines.append(f"Pending deliveries: {len(info['pending'])}")

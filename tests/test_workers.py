@@ -77,7 +77,7 @@ def test_three_workers_deliver_a_20000_subscriber_slot_and_survive_a_sigkill(tmp
     try:
         dirs = _shared(tmp_path, url, port, n, ["worker1", "worker2", "worker3"])
         _cli(dirs[0], url, "ingest")
-        workers = [_cli(d, url, "send", "--at", AT, "--no-fetch", worker=f"w{i}", wait=False)
+        workers = [_cli(d, url, "send", "--at", AT, "--no-fetch", "--build-workers", "0", worker=f"w{i}", wait=False)
                    for i, d in enumerate(dirs, 1)]
         victim = workers[1]
         deadline = time.monotonic() + 600
@@ -101,7 +101,7 @@ def test_three_workers_deliver_a_20000_subscriber_slot_and_survive_a_sigkill(tmp
         # passes before its lease: it may be on another machine)
         time.sleep(max(0.0, LEASE + 0.5 - (time.monotonic() - killed_at)))
         for i in (1, 3):
-            _cli(dirs[i - 1], url, "send", "--at", AT, "--no-fetch", worker=f"w{i}")
+            _cli(dirs[i - 1], url, "send", "--at", AT, "--no-fetch", "--build-workers", "0", worker=f"w{i}")
     finally:
         controller.stop()
     per_rcpt = Counter(rcpts[0] for _, rcpts, _ in recorder.messages)

@@ -20,6 +20,7 @@ from newsletter.sources import fields
 
 _TAGS = re.compile(r"<[^>]+>")
 _ARXIV_PREAMBLE = re.compile(r"^\s*arXiv:\S+\s+Announce Type:\s*\S+\s*Abstract:\s*", re.S)
+_REPLACED = re.compile(r"^\s*arXiv:\S+\s+Announce Type:\s*replace")  # replace, replace-cross: a new version
 _DECLARED = re.compile(r"""^(\s*<\?xml[^>]*?encoding\s*=\s*)(["'])[^"']*\2""")
 
 
@@ -57,7 +58,8 @@ def _entry(item: Any, source: str, arxiv: bool) -> Entry | None:
         links = Links(page=links.page or link, arxiv=links.arxiv, pdf=pdf)
     return make_entry(title=title, abstract=abstract, source=source, aid=aid,
                       key=None if aid else item_id(guid, link, source),
-                      authors=_authors(item), published=_date(item), links=links)
+                      authors=_authors(item), published=_date(item), links=links,
+                      new_version=bool(aid and _REPLACED.match(_plain(summary))))
 
 
 def parse_all(data: bytes, *, source: str, arxiv: bool = False) -> Parsed:

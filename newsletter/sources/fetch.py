@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
-from newsletter.errors import SourceError
+from newsletter.errors import RateLimited, SourceError
 from newsletter.models import SourceConfig
 from newsletter.sources.fields import load_json
 
@@ -67,6 +67,49 @@ class Fetched:
     etag: str | None = None
     last_modified: str | None = None
     next_url: str | None = None  # a `Link: <...>; rel="next"` page, same host only
+    requests_left: int | None = None  # what the server's RateLimit headers say is left of its window
+    reset_after: float | None = None  # seconds until that window resets
+
+
+_NUMBER = r"\s*=\s*\"?([0-9]+(?:\.[0-9]+)?)"
+_RL_LEFT = re.compile(r"(?:^|[;,\s])r" + _NUMBER)  # RateLimit: "api";r=0;t=42 (IETF draft)
+_RL_RESET = re.compile(r"(?:^|[;,\s])t" + _NUMBER)
+
+
+def rate_limit(headers: httpx.Headers) -> tuple[int | None, float | None]:
+    """(requests left, seconds until reset) from RateLimit (IETF draft: `"api";r=0;t=42`),
+    RateLimit-Remaining/-Reset or X-RateLimit-Remaining/-Reset; None where the server says nothing."""
+    left: int | None = None
+    reset: float | None = None
+    combined = headers.get("RateLimit")
+    if combined:
+        if m := _RL_LEFT.search(combined):
+            left = int(float(m.group(1)))
+        if m := _RL_RESET.search(combined):
+            reset = float(m.group(1))
+    for prefix in ("RateLimit-", "X-RateLimit-"):
+        if left is None and (v := headers.get(prefix + "Remaining", "").strip()).isdigit():
+            left = int(v)
+        if reset is None and (v := headers.get(prefix + "Reset", "").strip()).isdigit():
+            reset = float(v)
+    return left, reset
+
+
+def retry_after(headers: httpx.Headers, now: float | None = None) -> float | None:
+    """Seconds to wait from Retry-After (seconds or an HTTP date), else the RateLimit reset."""
+    value = (headers.get("Retry-After") or "").strip()
+    if value.isdigit():
+        return float(value)
+    if value:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            when = None
+        if when is not None and when.tzinfo is not None:
+            return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return rate_limit(headers)[1]
 
 
 # --- local files ----------------------------------------------------------------------------------
@@ -191,8 +234,14 @@ def fetch_url(url: str, name: str, *, etag: str | None = None, last_modified: st
     try:
         with guard, httpx.Client(timeout=limits, follow_redirects=True, max_redirects=5) as client:
             with client.stream("GET", url, headers=headers, extensions={"trace": guard.trace}) as response:
+                quota, reset = rate_limit(response.headers)
                 if response.status_code == 304:
-                    return Fetched(None, etag, last_modified)
+                    return Fetched(None, etag, last_modified, requests_left=quota, reset_after=reset)
+                if response.status_code == 429:
+                    wait = retry_after(response.headers)
+                    said = f" (retry after {wait:g} s)" if wait is not None else ""
+                    raise RateLimited(f"source '{name}': {shown} answered HTTP 429 Too Many Requests{said}",
+                                      retry_after=wait)
                 if response.status_code >= 400:
                     raise SourceError(f"source '{name}': {shown} answered HTTP {response.status_code}")
                 if response.url.scheme not in ("http", "https"):
@@ -214,7 +263,7 @@ def fetch_url(url: str, name: str, *, etag: str | None = None, last_modified: st
                     if httpx.URL(nxt).host != response.url.host or httpx.URL(nxt).scheme not in ("http", "https"):
                         nxt = None
                 return Fetched(b"".join(chunks), response.headers.get("ETag"),
-                               response.headers.get("Last-Modified"), nxt)
+                               response.headers.get("Last-Modified"), nxt, quota, reset)
     except httpx.TimeoutException as exc:
         raise timed_out() from exc
     except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
