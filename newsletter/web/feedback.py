@@ -15,7 +15,7 @@ from newsletter.models import Entry
 from newsletter.roster import Roster
 from newsletter.store_readers import Rating, ReaderStore
 from newsletter.tokens import Purpose
-from newsletter.web.site import Site
+from newsletter.web.site import Site, read_form
 
 FORM = "feedback"
 
@@ -48,7 +48,7 @@ def routes(site: Site) -> list[Route]:
         got = await rated(request)
         if got is None:
             return site.refusal(request)
-        if not site.form_ok(await request.form(), FORM, request.path_params["token"]):
+        if not site.form_ok(await read_form(request), FORM, request.path_params["token"]):
             return site.stale(request)
         verdict, email, paper, issue_id = got
         now: datetime = site.clock()

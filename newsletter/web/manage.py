@@ -27,7 +27,7 @@ from newsletter.roster import Member, Roster
 from newsletter.signup import CADENCES, ProfileForm
 from newsletter.store_readers import ReaderStore
 from newsletter.tokens import Purpose
-from newsletter.web.site import Site
+from newsletter.web.site import Site, read_form
 
 FORM = "manage"
 READER_PAUSE = "paused by the reader (resume from the preference centre)"
@@ -97,7 +97,7 @@ def routes(site: Site) -> list[Route]:
         member = await member_of(request)
         if member is None:
             return site.refusal(request)
-        data = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        data = await read_form(request)
         token = request.path_params["token"]
         if not site.form_ok(data, FORM, token):
             return site.stale(request)

@@ -15,7 +15,7 @@ from newsletter.links import split
 from newsletter.signup import CADENCES, ProfileForm
 from newsletter.store_readers import ReaderStore
 from newsletter.tokens import Purpose
-from newsletter.web.site import Site, client_address
+from newsletter.web.site import Site, client_address, read_form
 
 FORM = "subscribe"
 
@@ -40,7 +40,7 @@ def routes(site: Site) -> list[Route]:
     async def submit(request: Request) -> Response:
         if not site.policy.enabled:
             return closed(request)
-        data = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        data = await read_form(request)
         if not site.form_ok(data, FORM, FORM):
             return site.stale(request)
         settings = site.dep.config.settings
@@ -85,7 +85,7 @@ def routes(site: Site) -> list[Route]:
         got = parts(request)
         if got is None:
             return site.refusal(request)
-        if not site.form_ok(await request.form(), "confirm", request.path_params["token"]):
+        if not site.form_ok(await read_form(request), "confirm", request.path_params["token"]):
             return site.stale(request)
         email, nonce = got
         dep = site.dep
