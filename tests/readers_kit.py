@@ -24,7 +24,7 @@ from conftest import LISTING, Recorder, free_port
 from newsletter import ingest
 from newsletter.deployment import Deployment
 from newsletter.store_readers import ReaderStore
-from newsletter.web import allowed_hosts, readers_app, start
+from newsletter.web import Current, allowed_hosts, readers_app, start
 
 SECRET = "readers-test-secret-0123456789"
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
@@ -90,8 +90,9 @@ def serving_on(app: ASGIApp, port: int) -> Iterator[str]:
 
 
 def app_for(dep: Deployment, port: int, clock: Callable[[], datetime] = lambda: NOW, **kw: Any) -> ASGIApp:
-    return readers_app(lambda: dep, ENV, hosts=allowed_hosts(dep.config.settings.base_url, "127.0.0.1"),
-                       clock=clock, unsubscribe=lambda a: dep.unsubscribe(a, clock()), **kw)
+    current = Current(dep, ENV)
+    return readers_app(current, ENV, hosts=allowed_hosts(dep.config.settings.base_url, "127.0.0.1"),
+                       clock=clock, unsubscribe=lambda a: current().unsubscribe(a, clock()), **kw)
 
 
 def wait_for_mail(recorder: Recorder, count: int, seconds: float = 20.0) -> list[EmailMessage]:
