@@ -73,7 +73,7 @@ class ReadersMixin:
     path: Path
 
     if TYPE_CHECKING:
-        def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...  # Store's
+        def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...  # Store's  # noqa: E704
 
     def readers_upgrade(self) -> None:
         with self.transaction() as db:
@@ -220,7 +220,7 @@ class ReadersMixin:
         return out
 
 
-class ReaderStore(ReadersMixin, Store):
+class ReaderStore(ReadersMixin, Store):  # type: ignore[misc]  # transaction: Store's, declared for mypy
     """The store with the readers' tables (until `Store` inherits ReadersMixin itself)."""
 
     def __init__(self, path: Path) -> None:

@@ -137,3 +137,22 @@ def plain(html: str) -> str:
 
 def ports() -> tuple[int, int]:
     return free_port(), free_port()
+
+
+def dsn(to: str, original: EmailMessage | bytes, *, status: str = "5.1.1", action: str = "failed",
+        reporter: str = "mx.example.net", message_id: str = "<dsn-1@mx.example.net>",
+        date: str = "Fri, 27 Nov 2026 10:00:00 +0000") -> bytes:
+    """A DSN as a receiving MTA writes it, returning the headers of `original`."""
+    headers = original if isinstance(original, bytes) else bytes(original)
+    head = headers.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    boundary = "dsn-boundary-1"
+    return (f"From: Mail Delivery System <MAILER-DAEMON@{reporter}>\r\nTo: digest@example.org\r\n"
+            f"Subject: Undelivered Mail Returned to Sender\r\nDate: {date}\r\nMessage-ID: {message_id}\r\n"
+            f"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; "
+            f'boundary="{boundary}"\r\n\r\n'
+            f"--{boundary}\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n\r\n"
+            f"--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; {reporter}\r\n\r\n"
+            f"Final-Recipient: rfc822; {to}\r\nAction: {action}\r\nStatus: {status}\r\n"
+            f"Diagnostic-Code: smtp; 550 {status} user unknown\r\n\r\n"
+            f"--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n").encode() + head + \
+        f"\r\n\r\n--{boundary}--\r\n".encode()
