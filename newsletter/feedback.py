@@ -65,6 +65,12 @@ def candidates(title: str) -> list[str]:
     return list(dict.fromkeys(phrases + singles))
 
 
+def _wanted(query: str, sub: Subscriber) -> bool:
+    """Whether the subscriber's own keywords ask for these words: never propose to exclude them."""
+    words = EntryIndex([Entry(id="candidate", title=query.strip('"'))])
+    return any(words.query_mask(parse(k)) for k in sub.keywords)
+
+
 def _selected(index: EntryIndex, sub: Subscriber) -> set[int]:
     if not sub.keywords:  # a trending digest: every paper is a candidate, excludes take some away
         everything = (1 << len(index.entries)) - 1
@@ -97,7 +103,7 @@ def propose(sub: Subscriber, ratings: Sequence[Rating], window: Sequence[Entry],
             other = liked if verdict == LESS else disliked
             best: tuple[tuple[int, int], Proposal] | None = None
             for q in candidates(paper.title):
-                if q.lower() in existing:
+                if q.lower() in existing or (verdict == LESS and _wanted(q, sub)):
                     continue
                 mask = index.query_mask(parse(q))
                 hits = set(_bits(mask))

@@ -179,6 +179,7 @@ def request(store: ReaderStore, config: Config, policy: Policy, links: Links, fi
     (new, pending, unsubscribed, bounced) gets a fresh confirmation link, which replaces any earlier one."""
     email = str(fields["email"])
     title = config.settings.title
+    store.purge(now, now - HOUR)  # unconfirmed sign-ups past their expiry, spent rate counts
     if not store.take_rate([(_bucket("address", email), policy.per_address), (_bucket("client", client),
                                                                               policy.per_client)], now - HOUR, now):
         return None
