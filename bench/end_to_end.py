@@ -127,7 +127,9 @@ def _sink(port: int) -> subprocess.Popen[bytes]:
     args = [SINK, "-c"]
     if os.geteuid() == 0:
         args += ["-u", "nobody"]
-    proc = subprocess.Popen([*args, f"127.0.0.1:{port}", "1024"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # -c counts on stdout: never a pipe nobody reads (a full pipe stalls the sink)
+    proc = subprocess.Popen([*args, f"127.0.0.1:{port}", "1024"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     for _ in range(100):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()

@@ -22,6 +22,7 @@ from newsletter.rendering import HTML_BUDGET, environment, render
 from newsletter.store import NewIssue, Store
 
 BATCH_FROM = 64  # due subscribers from which matching runs as one numpy batch (same results)
+CARDS_KEPT = 20_000  # rendered cards kept across batches; past this the renderer starts afresh
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,8 @@ class Builder:
         if not batch:
             return []
         index, window = self._index_for(min(d.since for d in batch))
+        if any(getattr(r, "cards", 0) > CARDS_KEPT for r in self._cache.values()):
+            self._cache.clear()  # memory stays bounded whatever the number of subscribers
         ids = [e.id for e in index.entries]
         delivered = self.store.delivered_among([d.subscriber.email for d in batch], ids)
         profiles = {d.subscriber.email: self.profile(d.subscriber) for d in batch}

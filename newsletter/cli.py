@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                                               "beside the subscribers file)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("--quiet", "-q", action="store_true", help="print only errors")
-    p.add_argument("--verbose", "-v", action="store_true", help="print every step")
+    p.add_argument("--verbose", "-v", action="count", default=0,
+                   help="print every step (-vv: every message sent, when not on a terminal)")
     p.add_argument("--version", action="version", version=f"newsletter {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
@@ -101,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--at", type=_when, help="act as if it were this time (default: now)")
     c.add_argument("--dry-run", action="store_true", help="only list what would be sent")
     c.add_argument("--outbox", type=Path, metavar="DIR", help="deliver into this Maildir instead of SMTP")
+    c.add_argument("--build-workers", type=int, metavar="N", help="build batches in N processes (default: one "
+                   "per core from 5,000 subscribers on, else in a thread; 0: always a thread)")
     c.add_argument("--no-fetch", action="store_true", help="do not ingest the configured sources first")
     c.set_defaults(run=cmd_send)
 
@@ -141,18 +144,14 @@ def _now(args: argparse.Namespace) -> datetime:
 
 
 def _config(args: argparse.Namespace) -> Config:
-    config = load(args.file, os.environ)
-    if not args.quiet:
-        for warning in config.warnings:
-            print(warning, file=sys.stderr)
-    return config
+    return load(args.file, os.environ)
 
 
 def _deployment(args: argparse.Namespace) -> Deployment:
     """The configuration, the state and the secrets, read once."""
     dep = Deployment.open(args.file, args.state, os.environ)
-    if not args.quiet and args.command not in ("validate",):
-        for warning in dep.config.warnings:
+    if not args.quiet and args.command in ("send", "run"):  # `validate` prints them itself
+        for warning in dep.warnings():
             print(warning, file=sys.stderr)
     return dep
 
@@ -307,11 +306,9 @@ def cmd_send(args: argparse.Namespace) -> int:
             print(f"{row.subscriber}: pending from {row.slot:%Y-%m-%d %H:%M} UTC, "
                   f"{row.attempts} attempts, last error: {row.last_error or '-'}")
         return 0
-    if not args.quiet and not dep.config.settings.base_url:
-        print(dep.warnings()[-1], file=sys.stderr)
     with _progress(args) as progress:
         result = dep.send(now, fetch=not args.no_fetch, only=args.subscriber, outbox=args.outbox,
-                          progress=progress)
+                          progress=progress, workers=args.build_workers)
     _report_ingest(args, result.ingested)
     report = result.report
     for email, reason in report.empty:
@@ -374,7 +371,7 @@ def _progress(args: argparse.Namespace) -> Iterator[Callable[[object], None] | N
         yield None
         return
     if not sys.stderr.isatty():
-        if args.verbose:
+        if args.verbose > 1:
             yield lambda o: print(f"{o.recipient}: {'sent' if o.ok else o.text}", file=sys.stderr)  # type: ignore[attr-defined]
         else:
             yield None

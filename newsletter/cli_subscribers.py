@@ -57,7 +57,8 @@ def add_parser(sub: argparse._SubParsersAction, parser_class: type[argparse.Argu
     c.add_argument("--remove-exclude", action="append", default=[], metavar="QUERY")
     c.set_defaults(run=cmd_sub_set)
     for name, helptext in (("remove", "remove a subscriber"), ("pause", "stop sending, keep the profile"),
-                           ("resume", "start sending again")):
+                           ("resume", "start sending again (after a pause, failures or an unsubscribe)"),
+                           ("unsubscribe", "record an unsubscribe, as the one-click link does")):
         c = s.add_parser(name, help=helptext, description=helptext.capitalize() + ".")
         c.add_argument("email")
         c.set_defaults(run=cmd_sub_simple, action_name=name)
@@ -182,6 +183,8 @@ def cmd_sub_simple(args: argparse.Namespace) -> int:
     dep = _dep(args)
     if args.action_name == "remove":
         done = editing.remove(dep, os.environ, args.email)
+    elif args.action_name == "unsubscribe":
+        done = editing.unsubscribe(dep, args.email, _now())
     else:
         done = editing.pause(dep, os.environ, args.email, _now(), on=args.action_name == "pause")
     say(args.quiet, f"{args.file if done.home == 'file' else dep.state}: {done.what}")

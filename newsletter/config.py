@@ -1,13 +1,12 @@
-"""subscribers.yaml -> Config. Every problem is collected in one pass as FILE:LINE:COL: message.
-
-PyYAML's composer keeps a start mark on every node; validation walks the node tree, so a message
-can point at the exact key or value. Nothing is constructed from tags: no YAML executes anything.
+"""subscribers.yaml -> Config: the schema. Every problem is collected in one pass as
+FILE:LINE:COL: message (newsletter.nodecheck reads the values, newsletter.yamlnodes the text).
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping
+import unicodedata
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -15,10 +14,12 @@ from urllib.parse import urlparse
 import yaml
 
 from newsletter.addresses import check_address, check_sender
-from newsletter.errors import ConfigError, QuerySyntaxError
+from newsletter.errors import ConfigError
 from newsletter.models import Config, DkimConfig, Settings, SmtpConfig, SourceConfig, Subscriber
-from newsletter.query import parse
+from newsletter.nodecheck import NULL, Checker, kind
 from newsletter.schedule import Schedule, check_timezone
+from newsletter.matching import gc_paused
+from newsletter.yamlnodes import compose, compose_value
 
 SOURCE_TYPES = ("hf-listing", "hf-daily", "arxiv", "feed", "file")
 TLS_MODES = ("starttls", "tls", "none")
@@ -31,128 +32,16 @@ _SMTP_KEYS = ("host", "port", "tls", "username", "timeout", "concurrency", "rate
               "ca_file", "max_per_connection", "pause_after")
 _SUBSCRIBER_KEYS = ("email", "name", "keywords", "exclude", "schedule", "timezone", "max_entries",
                     "min_upvotes", "send_empty", "paused", "unsubscribed")
-_TAG = "tag:yaml.org,2002:"
-
-
-class _Checker:
-    """Collects problems with positions while reading values out of YAML nodes."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.problems: list[tuple[int, int, str]] = []
-        self.warnings: list[str] = []
-
-    def where(self, node: yaml.Node) -> str:
-        return f"{self.path}:{node.start_mark.line + 1}:{node.start_mark.column + 1}"
-
-    def error(self, node: yaml.Node, message: str) -> None:
-        self.problems.append((node.start_mark.line, node.start_mark.column, message))
-
-    def warn(self, node: yaml.Node, message: str) -> None:
-        self.warnings.append(f"{self.where(node)}: warning: {message}")
-
-    def mapping(self, node: yaml.Node, what: str, allowed: tuple[str, ...]) -> dict[str, yaml.Node]:
-        if not isinstance(node, yaml.MappingNode):
-            self.error(node, f"{what}: expected a mapping of keys, got {_kind(node)}")
-            return {}
-        out: dict[str, yaml.Node] = {}
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-            if not isinstance(key, str):
-                self.error(key_node, f"{what}: keys must be plain names")
-                continue
-            if key not in allowed:
-                hint = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-                suggestion = f" (did you mean '{hint[0]}'?)" if hint else f" (allowed: {', '.join(allowed)})"
-                self.error(key_node, f"{what}: unknown key '{key}'{suggestion}")
-                continue
-            if key in out:
-                self.error(key_node, f"{what}: key '{key}' appears twice")
-                continue
-            out[key] = value_node
-        return out
-
-    def scalar(self, node: yaml.Node, what: str, kinds: tuple[str, ...]) -> Any:
-        if not isinstance(node, yaml.ScalarNode):
-            self.error(node, f"{what}: expected {' or '.join(kinds)}, got {_kind(node)}")
-            return None
-        tag = node.tag.removeprefix(_TAG)
-        if isinstance(node, yaml.ScalarNode) and node.style in ("'", '"'):
-            tag = "str"
-        if tag not in kinds:
-            if "str" in kinds and tag in ("int", "float"):
-                return node.value  # `name: 2024` is a fine name
-            self.error(node, f"{what}: expected {' or '.join(kinds)}, got {tag} '{node.value}'")
-            return None
-        if tag == "int":
-            return int(node.value.replace("_", ""), 0)
-        if tag == "float":
-            return float(node.value)
-        if tag == "bool":
-            return node.value.lower() in ("true", "yes", "on", "y")
-        if tag == "null":
-            return None
-        return node.value
-
-    def string(self, node: yaml.Node, what: str) -> str | None:
-        value = self.scalar(node, what, ("str",))
-        return None if value is None else str(value)
-
-    def strings(self, node: yaml.Node, what: str) -> list[tuple[str, yaml.Node]]:
-        if isinstance(node, yaml.ScalarNode) and node.tag == _TAG + "null":
-            return []
-        if not isinstance(node, yaml.SequenceNode):
-            self.error(node, f"{what}: expected a list of strings, got {_kind(node)}")
-            return []
-        out = []
-        for i, item in enumerate(node.value):
-            value = self.string(item, f"{what}[{i}]")
-            if value is not None:
-                out.append((value, item))
-        return out
-
-    def positive_int(self, node: yaml.Node, what: str, minimum: int = 1) -> int | None:
-        value = self.scalar(node, what, ("int",))
-        if value is not None and value < minimum:
-            self.error(node, f"{what}: must be at least {minimum}, got {value}")
-            return None
-        return value
-
-    def checked(self, node: yaml.Node, what: str, check: Callable[[str], Any]) -> Any:
-        value = self.string(node, what)
-        if value is None:
-            return None
-        try:
-            return check(value)
-        except ValueError as exc:
-            self.error(node, f"{what}: {exc}")
-            return None
-
-    def query(self, node: yaml.Node, what: str, text: str) -> None:
-        try:
-            q = parse(text)
-        except QuerySyntaxError as exc:
-            line, col = node.start_mark.line, node.start_mark.column
-            if isinstance(node, yaml.ScalarNode) and node.end_mark.line == line and "\\" not in node.value:
-                col += (1 if node.style in ("'", '"') else 0) + exc.column - 1  # point at the character
-            self.problems.append((line, col, f"{what}: {exc}"))
-            return
-        for warning in q.warnings():
-            self.warn(node, f"{what}: '{text}' {warning}")
-
-    def raise_if_any(self) -> None:
-        if self.problems:
-            lines = tuple(f"{self.path}:{line + 1}:{col + 1}: {msg}" if line >= 0 else f"error in environment: {msg}"
-                          for line, col, msg in sorted(self.problems))
-            raise ConfigError("\n".join(lines), lines)
-
-
-def _kind(node: yaml.Node) -> str:
-    if isinstance(node, yaml.MappingNode):
-        return "a mapping"
-    if isinstance(node, yaml.SequenceNode):
-        return "a list"
-    return f"{node.tag.removeprefix(_TAG)} '{node.value}'"
+# With no base_url the only List-Unsubscribe is a mailto: (printed by validate; `send` may print it too).
+NO_ONE_CLICK_WARNING = (
+    "no base_url: messages carry only a mailto: List-Unsubscribe, which Gmail's and Yahoo's bulk-sender "
+    "rules do not accept as one-click unsubscribe; set newsletter.base_url to the public address of "
+    "`newsletter serve` (or `run`) and NEWSLETTER_SECRET in the environment"
+)
+UNSUBSCRIBED_IN_YAML_WARNING = (
+    "subscriber state now lives in the state store (`newsletter subscribers unsubscribe` / `resume` "
+    "manage it); this line is read only for files written by the old release"
+)
 
 
 def _zone(value: str) -> str:
@@ -160,56 +49,104 @@ def _zone(value: str) -> str:
     return value
 
 
-def _cron(zone: str) -> Callable[[str], str]:
-    def check(value: str) -> str:
-        Schedule(value, zone).check()
-        return value
-    return check
+def _cron(value: str, zone: str) -> str:
+    Schedule(value, zone).check()
+    return value
+
+
+def _control_character(value: str) -> str | None:
+    """The first control, line- or paragraph-separator character, as U+XXXX, or None."""
+    for ch in value:
+        if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+            return f"U+{ord(ch):04X}"
+    return None
 
 
 def _url(value: str) -> str:
+    bad = _control_character(value)
+    if bad:
+        raise ValueError(f"a URL cannot contain line breaks or control characters (found {bad})")
     parsed = urlparse(value)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise ValueError(f"'{value}' is not an http(s) URL")
     return value.rstrip("/")
 
 
-def load(path: Path, env: Mapping[str, str] | None = None) -> Config:
-    """Read and validate a subscribers file; raises ConfigError listing every problem."""
+def _base_url(value: str) -> str:
+    """Where the unsubscribe links start: it goes into every message's headers, so nothing odd in it."""
+    url = _url(value)
+    if " " in value or "\\" in value:
+        raise ValueError(f"'{value}' contains a space or backslash; percent-encode it")
+    parsed = urlparse(url)
+    if parsed.query or parsed.fragment or "?" in value or "#" in value:
+        raise ValueError(f"'{value}' has a query or fragment; give the address links start from, "
+                         "such as https://digest.example.org")
+    if parsed.username is not None or parsed.password is not None:
+        raise ValueError(f"'{value}' contains a user name or password; links are public")
+    return url
+
+
+def _read(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: no such file (create it from subscribers.example.yaml or pass --file PATH)"
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
-    return loads(text, path, env or {})
+
+
+def load(path: Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a subscribers file; raises ConfigError listing every problem."""
+    return loads(_read(path), path, env or {})
 
 
 def loads(text: str, path: Path, env: Mapping[str, str]) -> Config:
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: invalid YAML: {exc.problem or exc.context}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    # Paused, the collector does not walk the growing node tree again and again (half the time of a
+    # 100,000-subscriber load). The tree is freed when _config returns, before the collector is back:
+    # else its first pass would walk the millions of objects allocated meanwhile.
+    with gc_paused():
+        return _config(compose(text, path), path, env)
+
+
+def _config(root: yaml.Node | None, path: Path, env: Mapping[str, str]) -> Config:
     if root is None:
         raise ConfigError(f"{path}: the file is empty (it needs 'newsletter:' and 'subscribers:')")
-    c = _Checker(path)
+    c = Checker(path)
     top = c.mapping(root, "top level", _TOP_KEYS)
-    if root is not None and isinstance(root, yaml.MappingNode) and "newsletter" not in top:
+    if isinstance(root, yaml.MappingNode) and "newsletter" not in top:
         c.error(root, "top level: missing 'newsletter:' settings block")
     settings = _settings(c, top.get("newsletter"), path.parent, env)
+    if settings is not None and settings.base_url is None:
+        key = next(k for k, v in root.value if v is top["newsletter"])
+        c.warn(key, f"newsletter: {NO_ONE_CLICK_WARNING}")
     subscribers = _subscribers(c, top.get("subscribers"), settings)
     c.raise_if_any()
     assert settings is not None
     return Config(path, settings, tuple(subscribers), tuple(c.warnings))
 
 
-def _settings(c: _Checker, node: yaml.Node | None, base: Path, env: Mapping[str, str]) -> Settings | None:
+def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
+    """Only the `newsletter:` block, validated as load() does; the file is read only up to the end
+    of that block, and the subscribers are neither read nor checked (a broken subscriber entry, or
+    broken YAML after the block, goes unnoticed). For hot paths (the unsubscribe endpoint, the
+    scheduler's ticks) where a full load of a large list is too slow."""
+    try:
+        with path.open("rb") as stream, gc_paused():
+            node = compose_value(stream, "newsletter")
+    except OSError:
+        node = None
+    if node is None:  # unreadable, or an unusual layout: a full load says what is wrong
+        return load(path, env).settings
+    c = Checker(path)
+    settings = _settings(c, node, path.parent, env or {})
+    c.raise_if_any()
+    assert settings is not None
+    return settings
+
+
+def _settings(c: Checker, node: yaml.Node | None, base: Path, env: Mapping[str, str]) -> Settings | None:
     if node is None:
         return None
     m = c.mapping(node, "newsletter", _SETTINGS_KEYS)
@@ -219,14 +156,13 @@ def _settings(c: _Checker, node: yaml.Node | None, base: Path, env: Mapping[str,
         sender = c.checked(m["sender"], "newsletter.sender", check_sender)
     else:
         c.error(node, "newsletter: missing 'sender' (e.g. \"Daily Papers <digest@example.org>\")")
-    base_url = c.checked(m["base_url"], "newsletter.base_url", _url) if "base_url" in m else None
+    base_url = c.checked(m["base_url"], "newsletter.base_url", _base_url) if "base_url" in m else None
     tz_name = "UTC"
     if "timezone" in m:
         tz_name = c.checked(m["timezone"], "newsletter.timezone", _zone) or "UTC"
     schedule = "0 7 * * *"
     if "schedule" in m:
-        schedule = c.checked(m["schedule"], "newsletter.schedule",
-                             _cron(tz_name)) or schedule
+        schedule = c.checked(m["schedule"], "newsletter.schedule", _cron, tz_name) or schedule
     max_entries = c.positive_int(m["max_entries"], "newsletter.max_entries") if "max_entries" in m else 10
     min_upvotes = (c.positive_int(m["min_upvotes"], "newsletter.min_upvotes", 0)
                    if "min_upvotes" in m else 0)
@@ -263,17 +199,17 @@ def _settings(c: _Checker, node: yaml.Node | None, base: Path, env: Mapping[str,
     )
 
 
-def _items(c: _Checker, node: yaml.Node | None, what: str) -> list[yaml.Node]:
+def _items(c: Checker, node: yaml.Node | None, what: str) -> list[yaml.Node]:
     """The items of a list node; absent or null is an empty list, anything else an error."""
-    if node is None or (isinstance(node, yaml.ScalarNode) and node.tag == _TAG + "null"):
+    if node is None or (isinstance(node, yaml.ScalarNode) and node.tag == NULL):
         return []
     if not isinstance(node, yaml.SequenceNode):
-        c.error(node, f"{what}: expected a list, got {_kind(node)}")
+        c.error(node, f"{what}: expected a list, got {kind(node)}")
         return []
     return list(node.value)
 
 
-def _sources(c: _Checker, node: yaml.Node | None, base: Path) -> list[SourceConfig]:
+def _sources(c: Checker, node: yaml.Node | None, base: Path) -> list[SourceConfig]:
     out: list[SourceConfig] = []
     seen: set[str] = set()
     for i, item in enumerate(_items(c, node, "newsletter.sources")):
@@ -306,10 +242,9 @@ def _sources(c: _Checker, node: yaml.Node | None, base: Path) -> list[SourceConf
             c.error(item, f"{what}: give exactly one of 'url' or 'path'")
         options: dict[str, Any] = {}
         if "schedule" in m:
-            options["schedule"] = c.checked(m["schedule"], f"{what}.schedule",
-                                          _cron("UTC"))
+            options["schedule"] = c.checked(m["schedule"], f"{what}.schedule", _cron, "UTC")
         if "timeout" in m:
-            options["timeout"] = c.scalar(m["timeout"], f"{what}.timeout", ("int", "float"))
+            options["timeout"] = c.seconds(m["timeout"], f"{what}.timeout")
         if "max_bytes" in m:
             options["max_bytes"] = c.positive_int(m["max_bytes"], f"{what}.max_bytes")
         options = {k: v for k, v in options.items() if v is not None}
@@ -318,7 +253,7 @@ def _sources(c: _Checker, node: yaml.Node | None, base: Path) -> list[SourceConf
     return out
 
 
-def _smtp(c: _Checker, node: yaml.Node | None, env: Mapping[str, str]) -> SmtpConfig:
+def _smtp(c: Checker, node: yaml.Node | None, env: Mapping[str, str]) -> SmtpConfig:
     values: dict[str, Any] = {}
     if node is not None:
         if isinstance(node, yaml.MappingNode):
@@ -332,11 +267,11 @@ def _smtp(c: _Checker, node: yaml.Node | None, env: Mapping[str, str]) -> SmtpCo
             if key in m:
                 values[key] = c.string(m[key], f"newsletter.smtp.{key}")
         if "port" in m:
-            values["port"] = c.positive_int(m["port"], "newsletter.smtp.port")
+            values["port"] = c.positive_int(m["port"], "newsletter.smtp.port", 1, 65535)
         if "tls" in m:
             values["tls"] = c.checked(m["tls"], "newsletter.smtp.tls", _tls_mode)
         if "timeout" in m:
-            values["timeout"] = c.scalar(m["timeout"], "newsletter.smtp.timeout", ("int", "float"))
+            values["timeout"] = c.seconds(m["timeout"], "newsletter.smtp.timeout")
         if "concurrency" in m:
             values["concurrency"] = c.positive_int(m["concurrency"], "newsletter.smtp.concurrency")
         if "max_per_connection" in m:
@@ -348,17 +283,28 @@ def _smtp(c: _Checker, node: yaml.Node | None, env: Mapping[str, str]) -> SmtpCo
         if "ca_file" in m:
             values["ca_file"] = c.string(m["ca_file"], "newsletter.smtp.ca_file")
         if "rate_limit" in m:
-            values["rate_limit"] = c.scalar(m["rate_limit"], "newsletter.smtp.rate_limit", ("int", "float"))
+            rate = c.scalar(m["rate_limit"], "newsletter.smtp.rate_limit", ("int", "float"))
+            if rate is not None and rate < 0:
+                c.error(m["rate_limit"], f"newsletter.smtp.rate_limit: must be at least 0 messages a second "
+                                         f"(0 = unlimited), got {rate}")
+                rate = None
+            values["rate_limit"] = rate
     values = {k: v for k, v in values.items() if v is not None}
     for key in ("host", "port", "username", "tls", "password"):
         raw = env.get(f"NEWSLETTER_SMTP_{key.upper()}")
         if raw is None or raw == "":
             continue
         try:
-            values[key] = int(raw) if key == "port" else _tls_mode(raw) if key == "tls" else raw
+            values[key] = _port(raw) if key == "port" else _tls_mode(raw) if key == "tls" else raw
         except ValueError as exc:
             c.problems.append((-1, -1, f"NEWSLETTER_SMTP_{key.upper()}: {exc}"))
     return SmtpConfig(**values)
+
+
+def _port(value: str) -> int:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 65535:
+        raise ValueError(f"'{value}' is not a port number (1-65535)")
+    return int(value)
 
 
 def _tls_mode(value: str) -> str:
@@ -367,7 +313,7 @@ def _tls_mode(value: str) -> str:
     return value
 
 
-def _subscribers(c: _Checker, node: yaml.Node | None, settings: Settings | None) -> list[Subscriber]:
+def _subscribers(c: Checker, node: yaml.Node | None, settings: Settings | None) -> list[Subscriber]:
     out: list[Subscriber] = []
     seen: dict[str, int] = {}
     for i, item in enumerate(_items(c, node, "subscribers")):
@@ -379,7 +325,7 @@ def _subscribers(c: _Checker, node: yaml.Node | None, settings: Settings | None)
         if "email" not in m:
             c.error(item, f"{what}: missing 'email'")
         else:
-            email = c.checked(m["email"], f"{what}.email", check_address)
+            email = c.checked(m["email"], f"{what}.email", c.address, remember=False)
             if email is not None:
                 if email in seen:
                     c.error(m["email"], f"{what}.email: duplicate subscriber '{email}' "
@@ -393,19 +339,15 @@ def _subscribers(c: _Checker, node: yaml.Node | None, settings: Settings | None)
             c.error(item, f"{what}: missing 'keywords' (a list of queries)")
         elif not keywords and isinstance(m["keywords"], yaml.SequenceNode):
             c.error(m["keywords"], f"{what}.keywords: needs at least one query")
-        for j, (text, knode) in enumerate(keywords):
-            c.query(knode, f"{what}.keywords[{j}]", text)
+        c.queries(keywords, f"{what}.keywords")
         exclude = c.strings(m["exclude"], f"{what}.exclude") if "exclude" in m else []
-        for j, (text, knode) in enumerate(exclude):
-            c.query(knode, f"{what}.exclude[{j}]", text)
+        c.queries(exclude, f"{what}.exclude")
         tz_name = settings.timezone if settings else "UTC"
         if "timezone" in m:
-            tz_name = c.checked(m["timezone"], f"{what}.timezone",
-                                _zone) or tz_name
+            tz_name = c.checked(m["timezone"], f"{what}.timezone", _zone) or tz_name
         schedule = settings.schedule if settings else "0 7 * * *"
         if "schedule" in m:
-            schedule = c.checked(m["schedule"], f"{what}.schedule",
-                                 _cron(tz_name)) or schedule
+            schedule = c.checked(m["schedule"], f"{what}.schedule", _cron, tz_name) or schedule
         max_entries = (c.positive_int(m["max_entries"], f"{what}.max_entries")
                        if "max_entries" in m else None)
         min_upvotes = (c.positive_int(m["min_upvotes"], f"{what}.min_upvotes", 0)
@@ -414,6 +356,8 @@ def _subscribers(c: _Checker, node: yaml.Node | None, settings: Settings | None)
         paused = c.scalar(m["paused"], f"{what}.paused", ("bool",)) if "paused" in m else False
         unsubscribed = (c.scalar(m["unsubscribed"], f"{what}.unsubscribed", ("bool",))
                         if "unsubscribed" in m else False)
+        if unsubscribed:
+            c.warn(m["unsubscribed"], f"{what}.unsubscribed: {UNSUBSCRIBED_IN_YAML_WARNING}")
         name = c.string(m["name"], f"{what}.name") if "name" in m else None
         if email and settings:
             out.append(Subscriber(

@@ -5,6 +5,7 @@ at this edge. Each command of the CLI (and each job of the service) is one call 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,6 +21,9 @@ from newsletter.issues import NotDue
 from newsletter.models import Config
 from newsletter.roster import Roster
 from newsletter.store import IssueRow, Store
+
+
+WORKERS_FROM = 5_000  # subscribers from which `send` builds in worker processes (one per core)
 
 
 def default_state(config_path: Path) -> Path:
@@ -60,11 +64,7 @@ class Deployment:
         return Store.snapshot(self.state)
 
     def warnings(self) -> list[str]:
-        out = list(self.config.warnings)
-        if not self.config.settings.base_url:
-            out.append(f"{self.config.path}: warning: newsletter.base_url is not set, so digests carry no "
-                       "one-click (HTTPS) unsubscribe link; Gmail and Yahoo require one from bulk senders")
-        return list(dict.fromkeys(out))
+        return list(self.config.warnings)
 
     # --- the commands --------------------------------------------------------------------------
 
@@ -84,12 +84,18 @@ class Deployment:
     def send(self, now: datetime, *, fetch: bool = True, only: str | Collection[str] | None = None,
              group: tuple[str, str] | None = None, outbox: Path | None = None,
              progress: Callable[[Outcome], None] | None = None, catch_up: timedelta | None = None,
-             should_stop: Callable[[], bool] | None = None, **tuning: object) -> SendResult:
+             should_stop: Callable[[], bool] | None = None, workers: int | None = None,
+             **tuning: object) -> SendResult:
+        """Ingest, then build and deliver what is due. `workers`: build processes (None: one per
+        core when the list is big enough to be worth it, else building runs in a thread)."""
         with self.store() as store:
             ingested = ingest.ingest_sources(store, self.config, now) if fetch else []
+            if workers is None:
+                big = only is None and Roster(self.config, store).count() >= WORKERS_FROM
+                workers = (os.cpu_count() or 1) if big and (os.cpu_count() or 1) > 1 else 0
             report = pipeline.send(self.config, store, now, secrets=self.secrets, only=only, group=group,
                                    outbox=outbox, progress=progress, catch_up=catch_up, should_stop=should_stop,
-                                   **tuning)  # type: ignore[arg-type]
+                                   workers=workers, **tuning)  # type: ignore[arg-type]
         return SendResult(report, ingested)
 
     def dry_run(self, now: datetime, *, fetch: bool = True, only: str | None = None) -> DryRun:

@@ -132,6 +132,14 @@ def remove(dep: Deployment, env: Mapping[str, str], email: str) -> Edited:
     return Edited(None, what, "file")
 
 
+def unsubscribe(dep: Deployment, email: str, now: datetime) -> Edited:
+    """Record an unsubscribe for the subscriber (store state; `resume` undoes it)."""
+    sub = _locate(dep, email)
+    with dep.store() as store:
+        store.set_unsubscribed(sub.email, now)
+    return Edited(sub, f"unsubscribed {sub.email}", sub.home)
+
+
 def pause(dep: Deployment, env: Mapping[str, str], email: str, now: datetime, *, on: bool) -> Edited:
     """Pause (store state) or resume (clears every stop: pause, failures, unsubscribe)."""
     sub = _locate(dep, email)

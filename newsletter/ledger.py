@@ -15,8 +15,6 @@ import os
 import random
 import socket
 import time
-import zlib
-from dataclasses import replace
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 
@@ -57,20 +55,6 @@ def retry_delay(attempt: int, jitter: float) -> timedelta:
     """Backoff between runs for transient failures: 1, 2, 4 ... minutes, capped at one hour."""
     base = min(60.0, 2.0 ** max(0, attempt - 1))
     return timedelta(minutes=base * (1.0 + 0.25 * jitter))
-
-
-_PACKED = b"NLZ1\n"  # a message never starts like this: it starts with a header line
-
-
-def pack(message: bytes) -> bytes:
-    """A pending message as the ledger keeps it: compressed (a digest's HTML shrinks ~8x), so
-    committing a batch writes megabytes, not a hundred."""
-    return _PACKED + zlib.compress(message, 1)
-
-
-def unpack(blob: bytes) -> bytes:
-    """The exact message bytes again (rows written uncompressed by earlier releases pass through)."""
-    return zlib.decompress(blob[len(_PACKED):]) if blob.startswith(_PACKED) else blob
 
 
 def expiry_reason(row: IssueRow, now: datetime) -> str | None:
@@ -115,8 +99,7 @@ class Ledger:
     def record(self, issues: Sequence[NewIssue]) -> list[str]:
         """Commit built issues (pending ones claimed by this process); returns the new ids."""
         self._renewed = self.clock()
-        packed = [replace(n, message=pack(n.message)) if n.message is not None else n for n in issues]
-        return self.store.record_issues(packed, self.owner, self._until())
+        return self.store.record_issues(issues, self.owner, self._until())
 
     def claim(self, limit: int, *, subscribers: Sequence[str] | None = None,
               exclude: Sequence[str] = ()) -> tuple[list[IssueRow], list[tuple[str, str]]]:
@@ -131,8 +114,7 @@ class Ledger:
         gone = {r.id for r, _ in expired}
         for r in rows:
             self._attempts[r.id] = r.attempts
-        live = [replace(r, message=unpack(r.message)) if r.message is not None else r for r in rows if r.id not in gone]
-        return live, [(r.subscriber, why) for r, why in expired]
+        return [r for r in rows if r.id not in gone], [(r.subscriber, why) for r, why in expired]
 
     def renew(self, force: bool = False) -> None:
         """Extend this process's leases; cheap to call often (it writes at most every lease/3)."""

@@ -8,7 +8,6 @@ quoted-printable with CRLF line ends and no line that starts with "." (SMTP need
 
 from __future__ import annotations
 
-import binascii
 import hashlib
 import re
 from dataclasses import dataclass
@@ -20,7 +19,8 @@ from urllib.parse import quote
 
 from newsletter.addresses import wire_form
 from newsletter.models import RenderedIssue, Settings, Subscriber
-from newsletter.rendering import SharedText, header_text
+from newsletter.assembly import encoded, qp
+from newsletter.rendering import header_text
 from newsletter.tokens import sign
 
 # RFC 5322 2.1.1: lines SHOULD be at most 78 characters and MUST be at most 998.
@@ -166,56 +166,14 @@ def _list_unsubscribe(targets: list[str]) -> str:
     return line if len(line) <= LINE_LIMIT else "List-Unsubscribe: " + ("," + CRLF + " ").join(targets)
 
 
-def qp(text: str) -> bytes:
-    """Quoted-printable in wire form: CRLF line ends, lines of at most 76 characters, and no line
-    that starts with "." (a lone "." would end the SMTP DATA; others would need dot-stuffing).
-
-    binascii does the encoding in C; `text` must use LF line ends."""
-    # a final CRLF makes binascii use CRLF for its soft line breaks too; it is taken off again
-    data = (text.replace("\n", "\r\n") + "\r\n").encode("utf-8")
-    out = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)[:-2]
-    if out.startswith(b".") or b"\n." in out:
-        out = _dot_safe(out)
-    return out
-
-
 def qp_pieces(pieces: tuple[str, ...], whole: str) -> bytes:
     """`whole` quoted-printable, from the pieces it was assembled from: each shared piece is encoded
     once (kept on it) and pieces are joined by a soft line break where a line continues, which
     decoding removes, so every piece starts a line and no line passes 76 characters."""
     if not pieces:
         return qp(whole)
-    out: list[bytes] = []
-    at_line_start = True
-    for piece in pieces:
-        wire = getattr(piece, "wire", None)
-        if wire is None:
-            wire = qp(piece)
-            if isinstance(piece, SharedText):
-                piece.wire = wire
-        if not at_line_start:
-            out.append(b"=\r\n")
-        out.append(wire)
-        at_line_start = piece.endswith("\n")
-    return b"".join(out)
-
-
-def _dot_safe(data: bytes) -> bytes:
-    lines = data.split(b"\r\n")
-    fixed: list[bytes] = []
-    for line in lines:
-        while line.startswith(b"."):
-            line = b"=2E" + line[1:]
-            if len(line) <= 76:
-                break
-            # "=2E" made the line too long: cut it with a soft break, not inside an =XX escape
-            cut = 75
-            while b"=" in line[cut - 2:cut]:
-                cut -= 1
-            fixed.append(line[:cut] + b"=")
-            line = line[cut:]
-        fixed.append(line)
-    return b"\r\n".join(fixed)
+    wire = getattr(pieces, "wire", None)  # a renderer's Pieces carry it already
+    return wire if wire is not None else encoded(pieces)[0]
 
 
 def build(rendered: RenderedIssue, settings: Settings, subscriber: Subscriber,

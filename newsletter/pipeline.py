@@ -127,8 +127,11 @@ def send(config: Config, store: Store, now: datetime, *, secrets: Secrets,
          outbox: Path | None = None, progress: Callable[[Outcome], None] | None = None,
          catch_up: timedelta | None = None, should_stop: Callable[[], bool] | None = None,
          clock: Clock = wall_clock, lease: timedelta = CLAIM_LEASE, batch: int = BATCH,
-         owner: str | None = None) -> SendReport:
-    """Build every due issue and deliver it, with the pending issues of earlier runs."""
+         owner: str | None = None, workers: int = 0) -> SendReport:
+    """Build every due issue and deliver it, with the pending issues of earlier runs.
+
+    `workers` > 0 builds batches in that many worker processes (big lists: every core works);
+    0 builds them in a thread of this process."""
     if config.settings.base_url and not secrets.link_secret:
         raise ConfigError("NEWSLETTER_SECRET is not set: it signs the unsubscribe links "
                           "(newsletter.base_url is set); export it and run send again")
@@ -137,6 +140,7 @@ def send(config: Config, store: Store, now: datetime, *, secrets: Secrets,
     ledger = Ledger(store, now=now, pause_after=config.settings.smtp.pause_after, clock=clock, lease=lease,
                     owner=owner)
     run = _Run(config, store, ledger, builder, progress, should_stop)
+    run.workers, run.secrets = workers, secrets
     try:
         asyncio.run(run.main(now, only, group, catch_up, outbox, batch))
     finally:
@@ -161,6 +165,8 @@ class _Run:
         self.transient: dict[str, tuple[str, str]] = {}
         self.sender_address = sender_address(config.settings)
         self.sender: Sender | None = None
+        self.workers = 0
+        self.secrets = Secrets()
 
     def stopping(self) -> bool:
         return self.should_stop() or self.report.stopped is not None
@@ -192,15 +198,62 @@ class _Run:
             t = time.perf_counter()
             await self.leftovers(only, batch)
             self.report.timed("leftovers", t)
-            loop = asyncio.get_running_loop()
-            queue: asyncio.Queue[list[Job] | None] = asyncio.Queue(maxsize=1)
-            producer = loop.run_in_executor(None, self.produce, loop, queue, now, only, group, catch_up, batch)
-            while (jobs := await queue.get()) is not None:
-                t = time.perf_counter()
-                await self.deliver(jobs)
-                self.report.timed("deliver", t)
-            await producer  # its exception, if any, is this run's
+            if self.workers > 0:
+                await self.from_workers(now, only, group, catch_up, batch)
+            else:
+                loop = asyncio.get_running_loop()
+                queue: asyncio.Queue[list[Job] | None] = asyncio.Queue(maxsize=1)
+                producer = loop.run_in_executor(None, self.produce, loop, queue, now, only, group, catch_up, batch)
+                while (jobs := await queue.get()) is not None:
+                    t = time.perf_counter()
+                    await self.deliver(jobs)
+                    self.report.timed("deliver", t)
+                await producer  # its exception, if any, is this run's
         self.ledger.flush()  # outcomes of the retries sent on the way out
+
+    async def from_workers(self, now: datetime, only: str | Collection[str] | None,
+                           group: tuple[str, str] | None, catch_up: timedelta | None, batch: int) -> None:
+        """Worker processes build and commit the batches (newsletter/builders.py); this loop
+        delivers each as it arrives."""
+        import multiprocessing
+        import os
+
+        from newsletter import builders
+
+        ctx = multiprocessing.get_context("spawn")
+        out = ctx.Queue(maxsize=self.workers)
+        stop = ctx.Event()
+        procs = [ctx.Process(target=builders.work, daemon=True, args=(builders.Task(
+            self.config, self.store.path, self.secrets, now, only, group, catch_up, batch, self.ledger.owner,
+            self.ledger.lease, k, self.workers, os.getpid()), out, stop)) for k in range(self.workers)]
+        for p in procs:
+            p.start()
+        loop = asyncio.get_running_loop()
+        running, failure = len(procs), None
+        try:
+            while running:
+                kind, item = await loop.run_in_executor(None, out.get)
+                if kind != "batch":
+                    running -= 1
+                    failure = failure or item
+                    continue
+                for stage, seconds in item.stages.items():
+                    self.report.stages[stage] = self.report.stages.get(stage, 0.0) + seconds
+                self.report.skip(item.skipped)
+                self.report.built += item.built
+                self.report.empty.extend(item.empty)
+                if self.stopping():
+                    stop.set()
+                    continue
+                t = time.perf_counter()
+                await self.deliver([self.job(i, r, m) for i, r, m in item.jobs])
+                self.report.timed("deliver", t)
+        finally:
+            stop.set()
+            for p in procs:
+                p.join(timeout=30)
+        if failure is not None:
+            raise failure
 
     def produce(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[list[Job] | None], now: datetime,
                 only: str | Collection[str] | None, group: tuple[str, str] | None, catch_up: timedelta | None,

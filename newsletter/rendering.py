@@ -1,47 +1,44 @@
 """Issue -> subject, preheader, HTML (Jinja2 -> MJML -> mjml-python) and the plain-text part.
 
-Data is escaped by Jinja (autoescape on for *.mjml.j2) or by `markupsafe.escape` here before MJML
-compiles it, so a title such as `</mj-text><mj-raw><script>` stays text. Render once, assemble many:
-a `SlotRenderer` builds each paper's card (per highlight variant) once, compiles the MJML frame once
-per shape, and assembles each subscriber's HTML and text from those pieces; the result is the same,
-byte for byte, as compiling that subscriber's whole document (`compile_whole`).
+Data is escaped by Jinja (autoescape on for *.mjml.j2) or by `markupsafe.escape` (cards.py) before
+MJML compiles it, so a title such as `</mj-text><mj-raw><script>` stays text. Render once, assemble
+many: a `SlotRenderer` builds each paper's card (per highlight variant) once, compiles the MJML
+frame once per shape, and assembles each subscriber's HTML and text from those pieces (assembly.py);
+the result is the same, byte for byte, as compiling that subscriber's whole document (`compile_whole`).
 """
 
 from __future__ import annotations
 
-import json
 import re
-import textwrap
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
-from datetime import date, datetime
+from collections.abc import Sequence
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote_plus
 from zoneinfo import ZoneInfo
 
 import jinja2
 import mjml
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
+from newsletter.assembly import (OPEN, Frame, Interned, Plan, SharedText, assemble, fill, frame, hollow, joined,
+                                 sentinels, shape, split_tokens, token)
+from newsletter.cards import (ABSTRACT_LIMIT, NBSP, WRAP, Card, CardMaker, authors_line, highlight_spans,
+                              hit_terms, make_card, marked_html, marked_text, paper_links, trim_abstract,
+                              why_line, wrap)
+from newsletter.catalogue import Catalogue
 from newsletter.errors import RenderError
-from newsletter.models import Hit, Issue, Match, RenderedIssue, Settings
-from newsletter.query import Query, Term, parse
+from newsletter.models import Issue, Match, RenderedIssue, Settings
+from newsletter.query import Query
 from newsletter.tex import readable
-from newsletter.text import stem, word_spans
 
-ABSTRACT_LIMIT = 480
+__all__ = ["ABSTRACT_LIMIT", "HTML_BUDGET", "NBSP", "WRAP", "Card", "Catalogue", "SharedText", "SlotRenderer",
+           "authors_line", "compile_whole", "default_templates", "environment", "fit", "header_text",
+           "highlight_spans", "hit_terms", "make_card", "marked_html", "marked_text", "paper_links", "preheader",
+           "profile_summary", "render", "subject_line", "trim_abstract", "why_line"]
+
 HTML_BUDGET = 102_000  # bytes of HTML: Gmail clips a message body above ~102 KB and hides the footer
-WRAP = 72
-NBSP = "\u00a0"
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
 _HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
-# Placeholders while a frame is assembled (MJML drops private-use characters, so plain ASCII);
-# output that holds them other than where they were put takes the direct path
-_OPEN, _CLOSE = "@@nl-hole-", "@@"
-_TOKEN = re.compile(f"{_OPEN}(\\d+){_CLOSE}")
-_TEXT_BLOCK = re.compile(r"(<mj-(?:text|title)\b[^>]*(?<!/)>)(.*?)(</mj-(?:text|title)>)", re.S)
 
 
 def default_templates() -> Path:
@@ -68,251 +65,6 @@ def header_text(value: str) -> str:
     """A value safe for a header: no control characters, no encoded-word openers."""
     value = _HEADER_UNSAFE.sub(" ", value)
     return re.sub(r"\s+", " ", value.replace("=?", "= ?")).strip()
-
-
-def trim_abstract(text: str, limit: int = ABSTRACT_LIMIT) -> tuple[str, bool]:
-    """The abstract cut at a sentence boundary near `limit`; True if something was cut."""
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text, False
-    out = ""
-    for sentence in _SENTENCE_END.split(text):
-        if out and len(out) + 1 + len(sentence) > limit:
-            break
-        out = f"{out} {sentence}" if out else sentence
-    if len(out) > limit * 1.5:  # one giant sentence: cut at a word
-        out = out[:limit].rsplit(" ", 1)[0].rstrip(",;:") + "…"
-    return out, True
-
-
-# --- the message catalogue -------------------------------------------------------------------
-
-class Catalogue:
-    """The theme's words in one language: `catalogue/<language>.json` from the templates folder
-    (a user's folder first), English for any key or language it lacks."""
-
-    def __init__(self, env: jinja2.Environment, language: str) -> None:
-        self.language = language
-        self.words: dict[str, Any] = self._load(env, "en")
-        if language != "en":
-            self.words = {**self.words, **self._load(env, language.split("-")[0].lower())}
-
-    @staticmethod
-    def _load(env: jinja2.Environment, code: str) -> dict[str, Any]:
-        if not re.fullmatch(r"[a-z]{2,3}", code) or env.loader is None:
-            return {}
-        try:
-            source = env.loader.get_source(env, f"catalogue/{code}.json")[0]
-        except jinja2.TemplateNotFound:
-            return {}
-        try:
-            found = json.loads(source)
-        except ValueError as exc:
-            raise RenderError(f"catalogue/{code}.json: not valid JSON ({exc})") from exc
-        return found if isinstance(found, dict) else {}
-
-    def __call__(self, key: str, **values: Any) -> str:
-        return str(self.words.get(key, key)).format(**values)
-
-    def count(self, key: str, n: int, **values: Any) -> str:
-        return self(f"{key}_one" if n == 1 else f"{key}_many", n=n, **values)
-
-    def day(self, d: date | datetime) -> str:
-        return self("date", day=d.day, month=self.words["months"][d.month - 1], year=d.year)
-
-
-def _units(text: str) -> str:
-    """Keep a number with its unit on one line (`118 upvotes`, `11 Jun 2026`, `▲ 7`)."""
-    return text.replace(" ", NBSP)
-
-
-# --- highlights: exactly the matched spans ----------------------------------------------------
-
-def hit_terms(hits: Iterable[Hit], queries: dict[str, Query] | None = None) -> dict[str, tuple[Term, ...]]:
-    """For each field, the query terms that matched there (a scoped term only in its field)."""
-    queries = {} if queries is None else queries
-    out: dict[str, dict[Term, None]] = {}
-    for hit in hits:
-        q = queries.get(hit.query)
-        if q is None:
-            try:
-                q = queries[hit.query] = parse(hit.query)
-            except ValueError:
-                continue
-        for term in q.positive_terms():
-            if term.text == hit.term and (term.field is None or term.field == hit.field):
-                out.setdefault(hit.field, {})[term] = None
-    return {f: tuple(terms) for f, terms in out.items()}
-
-
-def highlight_spans(text: str, terms: Sequence[Term]) -> list[tuple[int, int]]:
-    """(start, end) of every whole occurrence of each term in `text`: all the words of a phrase in
-    order and adjacent (as matching reads them), a prefix term's last word by its beginning."""
-    if not terms:
-        return []
-    tokens = word_spans(text)
-    stems = [stem(w) for _, _, w in tokens]
-    found: list[tuple[int, int]] = []
-    for term in terms:
-        k = len(term.words)
-        exact = term.words[:-1] if term.prefix else term.words
-        for i in range(len(tokens) - k + 1):
-            if all(stems[i + j] == w for j, w in enumerate(exact)) and (
-                    not term.prefix or tokens[i + k - 1][2].startswith(term.words[-1])):
-                found.append((tokens[i][0], tokens[i + k - 1][1]))
-    merged: list[tuple[int, int]] = []
-    for start, end in sorted(found):
-        if merged and start < merged[-1][1]:  # overlapping occurrences: one mark
-            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
-        else:
-            merged.append((start, end))
-    return merged
-
-
-def marked_html(text: str, spans: Sequence[tuple[int, int]]) -> Markup:
-    out, pos = [], 0
-    for start, end in spans:
-        out.append(escape(text[pos:start]))
-        out.append(Markup('<strong class="hit">') + escape(text[start:end]) + Markup("</strong>"))
-        pos = end
-    out.append(escape(text[pos:]))
-    return Markup("").join(out)
-
-
-def marked_text(text: str, spans: Sequence[tuple[int, int]]) -> str:
-    out, pos = [], 0
-    for start, end in spans:
-        out.append(text[pos:start] + "*" + text[start:end] + "*")
-        pos = end
-    return "".join(out) + text[pos:]
-
-
-# --- one paper ---------------------------------------------------------------------------------
-
-def authors_line(match: Match, words: Catalogue | None = None) -> str:
-    e = match.entry
-    names = list(e.authors)
-    count = e.author_count or len(names)
-    if not names:
-        if not count:
-            return ""
-        return words.count("authors", count) if words else f"{count} author{'s' if count != 1 else ''}"
-    if len(names) <= 4:
-        shown = ", ".join(names)
-    else:
-        shown = f"{', '.join(names[:2])}, … {names[-1]}"
-    if count > len(names[:4]) or len(names) > 4:
-        return f"{shown} ({words.count('authors', count) if words else f'{count} authors'})"
-    return shown
-
-
-def why_line(match: Match, words: Catalogue | None = None) -> str:
-    t = words or _ENGLISH
-    by_term: dict[str, list[str]] = {}
-    for hit in match.hits:
-        by_term.setdefault(hit.term, []).append(hit.field)
-    parts = [t("in_fields", term=term, fields=f" {t('and')} ".join(t(f"field_{f}") for f in dict.fromkeys(fields)))
-             for term, fields in by_term.items()]
-    return t("matched", reasons="; ".join(parts)) if parts else t("matched_profile")
-
-
-class _EnglishOnly:
-    """Catalogue defaults for the helpers above when no environment is at hand."""
-
-    def __call__(self, key: str, **values: Any) -> str:
-        return {"in_fields": "{term} in {fields}", "and": "and", "matched": "Matched {reasons}",
-                "matched_profile": "Matched your profile", "field_title": "title",
-                "field_abstract": "abstract", "field_author": "author"}[key].format(**values)
-
-
-_ENGLISH = _EnglishOnly()
-
-
-def paper_links(match: Match, words: Catalogue) -> tuple[str, list[tuple[str, str]]]:
-    """The title's URL and the other links, each URL once. A paper with no link at all (a saved
-    listing) gets an arXiv title search."""
-    e = match.entry
-    links = [(words(f"link_{k}"), url) for k, url in (
-        ("paper", e.links.page), ("arxiv", e.links.arxiv), ("pdf", e.links.pdf),
-        ("code", e.links.code), ("project", e.links.project)) if url]
-    if not links:
-        title = " ".join(readable(e.title).split())
-        return f"https://arxiv.org/search/?query={quote_plus(title)}&searchtype=title", []
-    primary = e.url or links[0][1]
-    seen = {primary}
-    rest = []
-    for label, url in links:
-        if url not in seen:
-            seen.add(url)
-            rest.append((label, url))
-    return primary, rest
-
-
-@dataclass(frozen=True)
-class Card:
-    """One paper as the email shows it, in one highlight variant: its HTML (one text block) and its
-    text block (without the number), plus the fields a custom template may use."""
-
-    html: str
-    text: str
-    fields: dict[str, Any]
-
-
-def _wrapped(text: str, indent: str = "   ", first: str | None = None) -> str:
-    lines = textwrap.wrap(text, WRAP, initial_indent=indent if first is None else first,
-                          subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
-    return "\n".join(lines).replace(NBSP, " ")
-
-
-def make_card(match: Match, words: Catalogue, queries: dict[str, Query] | None = None) -> Card:
-    e = match.entry
-    terms = hit_terms(match.hits, queries)
-    title = " ".join(readable(e.title).split())
-    abstract, cut = trim_abstract(readable(e.abstract))
-    title_spans = highlight_spans(title, terms.get("title", ()))
-    abstract_spans = highlight_spans(abstract, terms.get("abstract", ()))
-    authors = authors_line(match, words)
-    author_spans = highlight_spans(authors, terms.get("author", ()))
-    others = [x for x in (e.organization, _units(words.day(e.published)) if e.published else None,
-                          _units(f"▲ {words.count('upvotes', e.upvotes)}") if e.upvotes is not None else None,
-                          _units(words.count("comments", e.comments)) if e.comments else None) if x]
-    url, links = paper_links(match, words)
-    why = why_line(match, words)
-    english = words.language.split("-")[0] != "en"  # paper text stays English: say so per element
-    lang = Markup(' lang="en"') if english else Markup("")
-    meta_html = Markup(" · ").join(
-        ([marked_html(_units_in_names(authors), author_spans)] if authors else []) + [escape(x) for x in others])
-    html = Markup("").join([
-        Markup('<h2 class="t"{lang}><a href="{url}">{title}</a></h2>').format(
-            lang=lang, url=url, title=marked_html(title, title_spans)),
-        Markup('<p class="m">{meta}</p>').format(meta=meta_html) if meta_html else Markup(""),
-        Markup("<p{lang}>{abstract}</p>").format(lang=lang, abstract=marked_html(abstract, abstract_spans))
-        if abstract else Markup(""),
-        Markup('<p class="l">{links}</p>').format(links=Markup(" · ").join(
-            Markup('<a href="{u}">{label}</a>').format(u=u, label=label) for label, u in links)) if links else Markup(""),
-        Markup('<p class="w"><em>{why_label}</em> {why}</p>').format(why_label=words("why"), why=why),
-    ])
-    meta_text = " · ".join(([marked_text(_units_in_names(authors), author_spans)] if authors else []) + others)
-    blocks = [_wrapped(marked_text(title, title_spans), first="XXXX")[4:]]
-    if meta_text:
-        blocks.append(_wrapped(meta_text))
-    blocks.append(f"   {url}")
-    text = "\n".join(blocks)
-    if abstract:
-        text += "\n\n" + _wrapped(marked_text(abstract, abstract_spans))
-    if links:
-        text += "\n\n" + "\n".join(f"   {label}: {u}" for label, u in links)
-    text += "\n\n" + _wrapped(f"{words('why')} {why}")
-    fields = {"id": e.id, "title": title, "url": url, "links": links, "why": why, "trimmed": cut,
-              "terms": list(match.terms), "score": match.score, "meta": meta_text,
-              "title_html": marked_html(title, title_spans), "abstract_html": marked_html(abstract, abstract_spans),
-              "title_text": marked_text(title, title_spans), "abstract_text": marked_text(abstract, abstract_spans)}
-    return Card(str(html), text, fields)
-
-
-def _units_in_names(authors: str) -> str:
-    # "(40 authors)" stays together; the names themselves may wrap
-    return re.sub(r"\((\d+) ", lambda m: f"({m.group(1)}{NBSP}", re.sub(r"^(\d+) ", f"\\1{NBSP}", authors))
 
 
 # --- the issue ---------------------------------------------------------------------------------
@@ -348,31 +100,52 @@ def profile_summary(issue: Issue, words: Catalogue) -> dict[str, Any]:
     limits = words.count("limits", s.max_entries, schedule=f'"{s.schedule}"', timezone=s.timezone)
     return {"keywords": list(s.keywords), "exclude": list(s.exclude), "schedule": s.schedule,
             "timezone": s.timezone, "max_entries": s.max_entries, "limits": limits,
-            "text": _wrapped(f"{words('your_profile')} {keywords}{excluding}.", indent="") + "\n"
-            + _wrapped(limits, indent="")}
+            "text": wrap(f"{words('your_profile')} {keywords}{excluding}.", indent="") + "\n"
+            + wrap(limits, indent="")}
 
 
 class SlotRenderer:
     """Renders many issues of one slot: each card (paper x highlight variant) is built once, the
     MJML frame is compiled once per shape, and each subscriber's HTML and text are assembled from
-    those pieces. Reuse one per batch; `render` gives what `rendering.render` gives, byte for byte."""
+    those pieces; with the default theme, each shape of issue is rendered by Jinja once (a `Plan`)
+    and later subscribers' values are put into its pieces. Reuse one per batch; `render` gives what
+    `rendering.render` gives, byte for byte."""
 
     def __init__(self, settings: Settings, env: jinja2.Environment | None = None) -> None:
         self.settings = settings
         self.env = env or environment(settings.templates)
         self.words = Catalogue(self.env, settings.language)
         self._queries: dict[str, Query] = {}
+        self._maker = CardMaker(self.words, self._queries)
         self._cards: dict[tuple[str, tuple[tuple[str, str], ...]], Card] = {}
-        self._html_cards: dict[str, SharedText] = {}
-        self._text_cards: dict[tuple[str, int], SharedText] = {}
-        self._frames: dict[str, tuple[list[SharedText], list[int]] | None] = {}
+        self._odd_cards: set[int] = set()  # ids of cards whose data carries placeholder text
+        self._html_cards: dict[int, SharedText] = {}  # by id(card): cards live as long as the renderer
+        self._text_cards: dict[tuple[int, int], SharedText] = {}
+        self._frames: dict[str, Frame | None] = {}
+        self._planned = _default_theme(self.env)
+        self._plans: dict[Any, Plan | int] = {}  # shape -> its plan, 1 (seen once) or 0 (none)
+        self._interned = Interned()
+        self._heads: dict[tuple[Any, ...], tuple[str, str, str, str]] = {}
+        self._profiles: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    @property
+    def cards(self) -> int:
+        """How many cards are kept (the builder starts afresh past a limit: memory stays bounded)."""
+        return len(self._cards)
 
     def card(self, match: Match) -> Card:
         # a card depends on which terms matched in which fields, not on the queries they came from
-        key = (match.entry.id, tuple(dict.fromkeys((h.term, h.field) for h in match.hits)))
+        hits = match.hits
+        key: tuple[str, tuple[tuple[str, str], ...]]
+        if len(hits) == 1:
+            key = (match.entry.id, ((hits[0].term, hits[0].field),))
+        else:
+            key = (match.entry.id, tuple(dict.fromkeys([(h.term, h.field) for h in hits])))
         found = self._cards.get(key)
         if found is None:
-            found = self._cards[key] = make_card(match, self.words, self._queries)
+            found = self._cards[key] = self._maker.card(match)
+            if OPEN in found.html or OPEN in found.text:
+                self._odd_cards.add(id(found))
         return found
 
     def render(self, issue: Issue, *, unsubscribe_url: str, change_url: str,
@@ -380,14 +153,14 @@ class SlotRenderer:
         """One issue. With `budget` (bytes of HTML), the papers that do not fit are left out, last
         first, and a line says how many (linking the web archive when base_url is set)."""
         full = self._render(issue, unsubscribe_url, change_url, total=len(issue.matches))
-        if budget is None or len(full.html.encode("utf-8")) <= budget:
+        if budget is None or _size(full) <= budget:
             return full
         lo, hi, best = 0, len(issue.matches) - 1, None
         while lo <= hi:  # the most papers that fit
             mid = (lo + hi) // 2
             attempt = self._render(replace(issue, matches=issue.matches[:mid]), unsubscribe_url, change_url,
                                    total=len(issue.matches))
-            if len(attempt.html.encode("utf-8")) <= budget:
+            if _size(attempt) <= budget:
                 best, lo = attempt, mid + 1
             else:
                 hi = mid - 1
@@ -396,126 +169,173 @@ class SlotRenderer:
                               "raise the budget or shorten the template")
         return best
 
-    def _render(self, issue: Issue, unsubscribe_url: str, change_url: str, total: int) -> RenderedIssue:
-        words = self.words
+    def context(self, issue: Issue, *, unsubscribe_url: str, change_url: str, total: int | None = None
+                ) -> dict[str, Any]:
+        """What the templates see for `issue` (its cards in `papers`, without their placeholders)."""
         cards = [self.card(m) for m in issue.matches]
+        return self._context(issue, cards, unsubscribe_url, change_url, len(issue.matches) if total is None else total)
+
+    def _head(self, issue: Issue, total: int) -> tuple[str, str, str, str]:
+        """Subject, preheader, the preheader wrapped for the text part, and the local date."""
+        sub = issue.subscriber
+        first = issue.matches[0].entry.title if issue.matches else None
+        key = (issue.slot, sub.timezone, len(issue.matches), total, first)
+        found = self._heads.get(key)
+        if found is None:
+            words = self.words
+            pre = preheader(issue, words, total)
+            found = self._heads[key] = (subject_line(self.settings, issue, words, total), pre,
+                                        wrap(pre, indent=""),
+                                        words.day(issue.slot.astimezone(ZoneInfo(sub.timezone))))
+        return found
+
+    def _profile(self, issue: Issue) -> dict[str, Any]:
+        s = issue.subscriber
+        key = (s.keywords, s.exclude, s.schedule, s.timezone, s.max_entries)
+        found = self._profiles.get(key)
+        if found is None:
+            if len(self._profiles) >= 10_000:
+                self._profiles.clear()
+            found = self._profiles[key] = profile_summary(issue, self.words)
+        return {**found, "keywords": list(s.keywords), "exclude": list(s.exclude)}
+
+    def _context(self, issue: Issue, cards: list[Card], unsubscribe_url: str, change_url: str,
+                 total: int) -> dict[str, Any]:
+        words = self.words
         dropped = total - len(issue.matches)
-        local = issue.slot.astimezone(ZoneInfo(issue.subscriber.timezone))
-        subject = subject_line(self.settings, issue, words, total)
-        pre = preheader(issue, words, total)
-        html_tokens = [self._html_card(c) for c in cards]
-        text_tokens = [self._text_card(c, i) for i, c in enumerate(cards, start=1)]
+        subject, pre, pre_text, day = self._head(issue, total)
         more = None
         if dropped:
             base = self.settings.base_url
             more = {"count": dropped, "url": f"{base}/issues/{issue.id}" if base else None,
                     "label": words.count("more_web" if base else "more_local", dropped)}
-        context = {
+        return {
             "newsletter": {"title": self.settings.title, "language": self.settings.language},
             "subscriber": {"email": issue.subscriber.email, "name": issue.subscriber.name},
-            "issue": {"id": issue.id, "date": words.day(local), "count": len(issue.matches), "first": issue.first},
+            "issue": {"id": issue.id, "date": day, "count": len(issue.matches), "first": issue.first},
             "subject": subject,
             "preheader": pre,
-            "preheader_text": _wrapped(pre, indent=""),
-            "papers": [{**c.fields, "card_html": Markup(f"{_OPEN}{k}{_CLOSE}"), "card_text": f"{_OPEN}{k}{_CLOSE}"}
-                       for k, c in enumerate(cards)],
+            "preheader_text": pre_text,
+            "papers": [c.fields for c in cards],
             "more": more,
-            "profile": profile_summary(issue, words),
+            "profile": self._profile(issue),
             "unsubscribe_url": unsubscribe_url,
             "change_url": change_url,
             "t": words,
         }
-        source = _render_template(self.env, "issue.mjml.j2", context)
-        text_source = _render_template(self.env, "issue.txt.j2", context)
-        html_pieces = self._assemble_html(source, html_tokens, context)
-        text_pieces = _fill(text_source, text_tokens) if _split_tokens(text_source, len(cards)) else None
+
+    def _render(self, issue: Issue, unsubscribe_url: str, change_url: str, total: int) -> RenderedIssue:
+        cards = [self.card(m) for m in issue.matches]
+        context = self._context(issue, cards, unsubscribe_url, change_url, total)
+        if not self._planned:
+            return self._render_jinja(issue, cards, context, total)
+        key, values = shape(context)
+        plan = self._plans.get(key)
+        if isinstance(plan, Plan) and not self._odd(values, cards):
+            html_pieces, text_pieces = plan.fill(values, [self._html_card(c) for c in cards],
+                                                 [self._text_card(c, i) for i, c in enumerate(cards, start=1)],
+                                                 self._interned)
+            return RenderedIssue(issue=issue, subject=context["subject"], preheader=context["preheader"],
+                                 html="".join(html_pieces), text="".join(text_pieces),
+                                 dropped=total - len(issue.matches), html_pieces=html_pieces,
+                                 text_pieces=text_pieces)
+        result = self._render_jinja(issue, cards, context, total)
+        if plan is None:
+            self._plans[key] = 1  # a shape seen once is not worth a plan yet
+        elif plan == 1 and result.html_pieces and not self._odd(values, cards):
+            self._plans[key] = self._make_plan(context, values, cards, result) or 0
+        return result
+
+    def _odd(self, values: list[str], cards: list[Card]) -> bool:
+        """Data that carries placeholder text: the direct path handles it."""
+        odd = self._odd_cards
+        return any(OPEN in v for v in values) or (bool(odd) and any(id(c) in odd for c in cards))
+
+    def _make_plan(self, context: dict[str, Any], values: list[str], cards: list[Card],
+                   reference: RenderedIssue) -> Plan | None:
+        """This shape's plan, checked against `reference` (this issue rendered by Jinja)."""
+        sentinel_context, paths = sentinels(context)
+        try:
+            html_source = _render_template(self.env, "issue.mjml.j2", sentinel_context)
+            text_source = _render_template(self.env, "issue.txt.j2", sentinel_context)
+        except (RenderError, TypeError, ValueError):  # the template computes with a value
+            return None
+        plan = Plan.make(html_source, text_source, len(cards), paths, self._frame_of, self._interned)
+        if plan is None:
+            return None
+        html, text = plan.fill(values, [self._html_card(c) for c in cards],
+                               [self._text_card(c, i) for i, c in enumerate(cards, start=1)], self._interned)
+        if tuple(html) != reference.html_pieces or tuple(text) != reference.text_pieces:
+            return None
+        return plan
+
+    def _render_jinja(self, issue: Issue, cards: list[Card], context: dict[str, Any], total: int) -> RenderedIssue:
+        """The issue through Jinja (its frame compiled once per shape), the reference for plans."""
+        html_tokens = [self._html_card(c) for c in cards]
+        text_tokens = [self._text_card(c, i) for i, c in enumerate(cards, start=1)]
+        placed = {**context, "papers": [{**c.fields, "card_html": Markup(token(k)), "card_text": token(k)}
+                                        for k, c in enumerate(cards)]}
+        source = _render_template(self.env, "issue.mjml.j2", placed)
+        text_source = _render_template(self.env, "issue.txt.j2", placed)
+        html_pieces = self._assemble_html(source, html_tokens, placed)
+        text_pieces = fill(text_source, text_tokens) if split_tokens(text_source, len(cards)) else None
+        subject, pre, dropped = context["subject"], context["preheader"], total - len(issue.matches)
         if html_pieces is None or text_pieces is None:  # data carried a placeholder character
-            return self._render_whole(issue, cards, context, subject, pre, dropped)
+            html, text = compile_whole(self.env, context, cards)
+            return RenderedIssue(issue=issue, subject=subject, preheader=pre, html=html, text=text, dropped=dropped)
         return RenderedIssue(issue=issue, subject=subject, preheader=pre, html="".join(html_pieces),
-                             text="".join(text_pieces), dropped=dropped, html_pieces=tuple(html_pieces),
-                             text_pieces=tuple(text_pieces))
+                             text="".join(text_pieces), dropped=dropped, html_pieces=joined(html_pieces),
+                             text_pieces=joined(text_pieces))
 
     def _html_card(self, card: Card) -> SharedText:
-        found = self._html_cards.get(card.html)
+        found = self._html_cards.get(id(card))
         if found is None:
-            found = self._html_cards[card.html] = SharedText(card.html)
+            found = self._html_cards[id(card)] = SharedText(card.html)
         return found
 
     def _text_card(self, card: Card, number: int) -> SharedText:
-        key = (card.text, number)
+        key = (id(card), number)
         found = self._text_cards.get(key)
         if found is None:
             found = self._text_cards[key] = SharedText(f"{number}. {card.text}")
         return found
 
+    def _frame_of(self, skeleton: str, blocks: int) -> Frame | None:
+        if skeleton not in self._frames:
+            self._frames[skeleton] = frame(_compile(skeleton), blocks)
+        return self._frames[skeleton]
+
     def _assemble_html(self, source: str, cards: list[SharedText], context: dict[str, Any]) -> list[str] | None:
-        if _split_tokens(source, len(cards)) is None:
+        if split_tokens(source, len(cards)) is None:
             return None
-        blocks: list[str] = []
-
-        def hole(m: re.Match[str]) -> str:
-            blocks.append(m.group(2))
-            return f"{m.group(1)}{_OPEN}{len(blocks) - 1}{_CLOSE}{m.group(3)}"
-
-        skeleton = _TEXT_BLOCK.sub(hole, source)
-        if _split_tokens(skeleton, len(blocks)) is None:  # a card outside a text block: no shortcut
+        hollowed = hollow(source)
+        if hollowed is None:  # a card outside a text block: no shortcut
             return None
-        frame = self._frames.get(skeleton)
-        if frame is None:
-            frame = self._frames[skeleton] = _frame(_compile(skeleton), len(blocks))
-        if frame is None:
+        fr = self._frame_of(hollowed[0], len(hollowed[1]))
+        if fr is None:
             return None  # MJML did something unexpected with a block: no shortcut for this template
-        static, order = frame
-        filled = [_fill(b, cards) if _OPEN in b else [b] for b in blocks]
-        out: list[str] = [static[0]]
-        for i, k in enumerate(order):
-            out.extend(filled[k])
-            out.append(static[i + 1])
-        return [p for p in out if p]
-
-    def _render_whole(self, issue: Issue, cards: list[Card], context: dict[str, Any], subject: str,
-                      pre: str, dropped: int) -> RenderedIssue:
-        html, text = compile_whole(self.env, context, cards)
-        return RenderedIssue(issue=issue, subject=subject, preheader=pre, html=html, text=text, dropped=dropped)
+        return assemble(fr, hollowed[1], cards)
 
 
-class SharedText(str):
-    """A piece of a rendered email shared by many subscribers' messages; message.build keeps its
-    quoted-printable form on it (`wire`) so it is encoded once."""
-
-    wire: bytes
-
-
-def _split_tokens(source: str, n: int) -> list[str] | None:
-    """`source` split at its placeholders, which must be exactly 0..n-1, once each, in order, with
-    no stray placeholder character (data that carries one takes the direct path)."""
-    parts = _TOKEN.split(source)
-    if parts[1::2] != [str(i) for i in range(n)]:
-        return None
-    if any(_OPEN in p for p in parts[0::2]):
-        return None
-    return parts
+def _size(rendered: RenderedIssue) -> int:
+    """Bytes of the HTML in UTF-8."""
+    size = getattr(rendered.html_pieces, "size", None)
+    if size is not None:
+        return int(size)
+    html = rendered.html
+    return len(html) if html.isascii() else len(html.encode("utf-8"))
 
 
-def _frame(compiled: str, blocks: int) -> tuple[list[SharedText], list[int]] | None:
-    """A compiled skeleton as its static pieces and, between them, which text block goes there
-    (MJML may use a block twice: the title is also the body's aria-label)."""
-    parts = _TOKEN.split(compiled)
-    order = [int(k) for k in parts[1::2]]
-    if any(k >= blocks for k in order) or any(_OPEN in p for p in parts[0::2]):
-        return None
-    return [SharedText(p) for p in parts[0::2]], order
-
-
-def _fill(source: str, pieces: Sequence[str]) -> list[str]:
-    """`source` (already checked by `_split_tokens`) with each placeholder replaced by its piece."""
-    out: list[str] = []
-    for i, part in enumerate(_TOKEN.split(source)):
-        if i % 2:
-            out.append(pieces[int(part)])
-        elif part:
-            out.append(part)
-    return out
+def _default_theme(env: jinja2.Environment) -> bool:
+    """Whether both issue templates are the default theme's (plans are made only for those)."""
+    if env.loader is None:
+        return False
+    home = default_templates().resolve()
+    try:
+        files = [env.loader.get_source(env, name)[1] for name in ("issue.mjml.j2", "issue.txt.j2")]
+    except jinja2.TemplateNotFound:
+        return False
+    return all(f is not None and Path(f).resolve().parent == home for f in files)
 
 
 def compile_whole(env: jinja2.Environment, context: dict[str, Any], cards: Sequence[Card]) -> tuple[str, str]:

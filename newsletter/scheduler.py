@@ -47,6 +47,8 @@ class Service:
         self.reload_every = reload_every
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.dep = Deployment.open(config_path, state_path, self.env)
+        for warning in self.dep.warnings():
+            log.warning("%s", warning)
         self.state_path = self.dep.state
         self._stamp = self._file_stamp()
         self.stopping = threading.Event()

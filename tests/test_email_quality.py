@@ -303,19 +303,7 @@ def test_assembled_issues_are_byte_identical_to_rendering_each_alone(language: s
 
 
 def _context_of(renderer: SlotRenderer, issue: Issue, unsubscribe: str, change: str) -> dict[str, Any]:
-    captured: dict[str, Any] = {}
-    original = renderer._assemble_html
-
-    def spy(source: str, cards: Any, context: dict[str, Any]) -> Any:
-        captured.update(context)
-        return original(source, cards, context)
-
-    renderer._assemble_html = spy  # type: ignore[method-assign]
-    try:
-        renderer.render(issue, unsubscribe_url=unsubscribe, change_url=change)
-    finally:
-        del renderer._assemble_html
-    return captured
+    return renderer.context(issue, unsubscribe_url=unsubscribe, change_url=change)
 
 
 def test_data_that_carries_the_placeholder_text_is_rendered_the_direct_way() -> None:
@@ -323,3 +311,29 @@ def test_data_that_carries_the_placeholder_text_is_rendered_the_direct_way() -> 
     r = rendered(config(subscriber={"name": "@@nl-hole-1@@"}), [e])
     assert "1. *language model* @@nl-hole-0@@ and @@nl-hole-7@@" in r.text and "@@nl-hole-1@@" in r.html
     assert r.html.count('<h2 class="t"') == 1
+
+
+def test_messages_filled_from_plans_are_the_bytes_of_rendering_each_alone(tmp_path: Path) -> None:
+    """The default theme is rendered once per shape and filled per subscriber: the messages are the
+    same bytes as each issue rendered alone through Jinja; a user's template is never planned."""
+    cfg = config()
+    entries = hf_entries() + listing_entries()
+    shared = SlotRenderer(cfg.settings, environment(None))
+    env = environment(None)
+    for k, sub in enumerate(_subscribers(120)):
+        issue = issue_of(cfg, entries, sub, issue_id=f"issue{k}")
+        links = messagelib.unsubscribe_links(cfg.settings, sub.email, "s3cret")
+        change = messagelib.change_profile_url(cfg.settings, sub.email)
+        fast = shared.render(issue, unsubscribe_url=links.visible, change_url=change, budget=HTML_BUDGET)
+        alone = render(issue, cfg.settings, unsubscribe_url=links.visible, change_url=change, env=env,
+                       budget=HTML_BUDGET)
+        assert messagelib.build(fast, cfg.settings, sub, links, NOW) == \
+            messagelib.build(alone, cfg.settings, sub, links, NOW), sub
+    plans = [p for p in shared._plans.values() if not isinstance(p, int)]
+    assert len(plans) >= 10  # most shapes recur and are filled from their plan
+    (tmp_path / "issue.txt.j2").write_text((default_templates() / "issue.txt.j2").read_text())
+    custom = SlotRenderer(cfg.settings, environment(tmp_path))
+    for k in range(3):
+        custom.render(issue_of(cfg, entries, issue_id=f"c{k}"), unsubscribe_url="https://u.example/x",
+                      change_url="mailto:c@example.org")
+    assert not custom._plans

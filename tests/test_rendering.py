@@ -250,3 +250,26 @@ def test_html_is_accessible_and_dark_mode_aware() -> None:
     assert tables and all('role="presentation"' in t for t in tables)
     assert not re.search(r"<img(?![^>]*\balt=)", html)  # any image carries an alt text
     assert "fonts.googleapis" not in html and "@import" not in html
+
+
+# --- issue 10: the text part's wrapping is textwrap's, line for line ----------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from newsletter.cards import wrap_lines  # noqa: E402
+
+_WORD = st.text(alphabet=st.sampled_from("ab*()é·\u00a0\u2003-—"), min_size=0, max_size=90)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_WORD, max_size=40), st.lists(st.sampled_from([" ", "  ", "\t", "\n", "   "]), max_size=40),
+       st.sampled_from([("   ", "   "), ("XXXX", "   "), ("", "")]), st.integers(min_value=4, max_value=80))
+def test_fast_wrapping_gives_textwraps_lines(words: list[str], gaps: list[str], indents: tuple[str, str],
+                                             width: int) -> None:
+    import textwrap
+
+    text = "".join(w + (gaps[i] if i < len(gaps) else " ") for i, w in enumerate(words)).strip(" ")
+    first, rest = indents
+    assert wrap_lines(text, width, first, rest) == textwrap.wrap(
+        text, width, initial_indent=first, subsequent_indent=rest, break_long_words=False, break_on_hyphens=False)

@@ -243,7 +243,7 @@ def test_an_error_in_on_outcome_stops_every_connection_and_reaches_the_caller(
 
     with pytest.raises(KeyError, match="the ledger is gone"):
         asyncio.run(main())
-    assert len(seen) == 1 and len(handler.messages) <= 2  # at most what was in flight
+    assert 1 <= len(seen) <= 2 and len(handler.messages) <= 2  # at most what was in flight (2 connections)
 
 
 @pytest.mark.parametrize("content", [None, b"not a certificate\n"])

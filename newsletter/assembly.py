@@ -1,0 +1,347 @@
+"""Assembling an email from shared pieces: the MJML frame compiled once per shape, the cards built
+once, and (`Plan`) the template's output for one shape of issue with a hole for every value.
+
+How a frame is made: the Jinja output has each card as a placeholder; the content of every text
+block (`<mj-text>`, `<mj-title>`) is taken out, the rest (the skeleton) compiled by MJML once, and
+each issue's blocks put back between its static pieces: MJML copies a text block's content as it
+stands, so the result is the same, byte for byte, as compiling the whole document.
+
+How a plan is made: the template is rendered once with a sentinel for each non-empty string value
+of the context (names, links, subject, ...) and the real values of everything that decides its
+shape (how many papers, which values are empty, numbers); the pieces that output is cut into are
+then filled per subscriber with the values, escaped as Jinja would have escaped them. Only the
+default theme is planned (a user template may do anything with a value); each plan is checked
+against a real rendering before it is used.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from markupsafe import Markup, escape
+
+# Placeholders while a frame is assembled (MJML drops private-use characters, so plain ASCII);
+# output that holds them other than where they were put takes the direct path
+OPEN, CLOSE = "@@nl-hole-", "@@"
+_TOKEN = re.compile(f"{OPEN}(\\d+){CLOSE}")
+_SLOT_OPEN = "@@nl-slot-"
+_SLOT = re.compile(f"{_SLOT_OPEN}(\\d+){CLOSE}")
+_TEXT_BLOCK = re.compile(r"(<mj-(?:text|title)\b[^>]*(?<!/)>)(.*?)(</mj-(?:text|title)>)", re.S)
+# values that differ from one subscriber to the next: pieces holding them are not kept for reuse
+_PERSONAL = ("subscriber", "profile", "unsubscribe_url", "change_url", "issue.id")
+_SHARED_LIMIT = 50_000  # distinct shared pieces kept per renderer before the store starts again
+
+
+SOFT_BREAK = b"=\r\n"  # a quoted-printable soft line break: decoding removes it
+
+
+def qp(text: str) -> bytes:
+    """Quoted-printable in wire form: CRLF line ends, lines of at most 76 characters, and no line
+    that starts with "." (a lone "." would end the SMTP DATA; others would need dot-stuffing).
+
+    binascii does the encoding in C; `text` must use LF line ends."""
+    # a final CRLF makes binascii use CRLF for its soft line breaks too; it is taken off again
+    data = (text.replace("\n", "\r\n") + "\r\n").encode("utf-8")
+    out = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)[:-2]
+    if out.startswith(b".") or b"\n." in out:
+        out = _dot_safe(out)
+    return out
+
+
+def _dot_safe(data: bytes) -> bytes:
+    lines = data.split(b"\r\n")
+    fixed: list[bytes] = []
+    for line in lines:
+        while line.startswith(b"."):
+            line = b"=2E" + line[1:]
+            if len(line) <= 76:
+                break
+            # "=2E" made the line too long: cut it with a soft break, not inside an =XX escape
+            cut = 75
+            while b"=" in line[cut - 2:cut]:
+                cut -= 1
+            fixed.append(line[:cut] + b"=")
+            line = line[cut:]
+        fixed.append(line)
+    return b"\r\n".join(fixed)
+
+
+class SharedText(str):
+    """A piece of a rendered email shared by many subscribers' messages, encoded once: its
+    quoted-printable form (`wire`), whether it ends a line (`nl`) and its UTF-8 size."""
+
+    wire: bytes
+    nl: bool
+    size: int
+
+    def __new__(cls, value: str) -> SharedText:
+        self = super().__new__(cls, value)
+        self.wire = qp(value)
+        self.nl = value.endswith("\n")
+        self.size = len(value) if value.isascii() else len(value.encode("utf-8"))
+        return self
+
+
+class Pieces(tuple[str, ...]):
+    """The pieces of one part of one message, with their quoted-printable form joined (`wire`:
+    each piece starts a line, joined by soft breaks where a line continues) and the UTF-8 size."""
+
+    wire: bytes
+    size: int
+
+
+def encoded(pieces: Sequence[str]) -> tuple[bytes, int]:
+    """The quoted-printable form and UTF-8 size of the text the pieces make (see `Pieces`)."""
+    out: list[bytes] = []
+    nl, size = True, 0
+    for piece in pieces:
+        if type(piece) is SharedText:
+            wire, end, n = piece.wire, piece.nl, piece.size
+        else:
+            wire, end = qp(piece), piece.endswith("\n")
+            n = len(piece) if piece.isascii() else len(piece.encode("utf-8"))
+        if not nl:
+            out.append(SOFT_BREAK)
+        out.append(wire)
+        nl = end
+        size += n
+    return b"".join(out), size
+
+
+def joined(parts: Sequence[str]) -> Pieces:
+    out = Pieces(parts)
+    out.wire, out.size = encoded(parts)
+    return out
+
+
+def token(k: int) -> str:
+    return f"{OPEN}{k}{CLOSE}"
+
+
+def split_tokens(source: str, n: int) -> list[str] | None:
+    """`source` split at its placeholders, which must be exactly 0..n-1, once each, in order, with
+    no stray placeholder character (data that carries one takes the direct path)."""
+    parts = _TOKEN.split(source)
+    if parts[1::2] != [str(i) for i in range(n)]:
+        return None
+    if any(OPEN in p for p in parts[0::2]):
+        return None
+    return parts
+
+
+def fill(source: str, pieces: Sequence[str]) -> list[str]:
+    """`source` (already checked by `split_tokens`) with each placeholder replaced by its piece."""
+    out: list[str] = []
+    for i, part in enumerate(_TOKEN.split(source)):
+        if i % 2:
+            out.append(pieces[int(part)])
+        elif part:
+            out.append(part)
+    return out
+
+
+Frame = tuple[list[SharedText], list[int]]
+
+
+def hollow(source: str) -> tuple[str, list[str]] | None:
+    """The skeleton (each text block's content replaced by a placeholder) and the blocks' contents;
+    None when a card placeholder stands outside a text block."""
+    blocks: list[str] = []
+
+    def hole(m: re.Match[str]) -> str:
+        blocks.append(m.group(2))
+        return f"{m.group(1)}{token(len(blocks) - 1)}{m.group(3)}"
+
+    skeleton = _TEXT_BLOCK.sub(hole, source)
+    if split_tokens(skeleton, len(blocks)) is None:
+        return None
+    return skeleton, blocks
+
+
+def frame(compiled: str, blocks: int) -> Frame | None:
+    """A compiled skeleton as its static pieces and, between them, which text block goes there
+    (MJML may use a block twice: the title is also the body's aria-label)."""
+    parts = _TOKEN.split(compiled)
+    order = [int(k) for k in parts[1::2]]
+    if any(k >= blocks for k in order) or any(OPEN in p for p in parts[0::2]):
+        return None
+    return [SharedText(p) for p in parts[0::2]], order
+
+
+def assemble(fr: Frame, blocks: list[str], cards: Sequence[str]) -> list[str]:
+    """The frame's static pieces with the blocks (cards filled in) between them, empty ones left out."""
+    static, order = fr
+    filled = [fill(b, cards) if OPEN in b else [b] for b in blocks]
+    out: list[str] = [static[0]]
+    for i, k in enumerate(order):
+        out.extend(filled[k])
+        out.append(static[i + 1])
+    return [p for p in out if p]
+
+
+# --- plans: one shape of issue, rendered once with holes for the values ------------------------
+
+def shape(context: dict[str, Any], constant: tuple[str, ...] = ("newsletter", "t", "papers")) -> tuple[Any, list[str]]:
+    """What decides the template's output besides the values (which strings are empty, list
+    lengths, numbers, None), and the non-empty string values in a fixed order (that of
+    `sentinels`). Values nest two levels at most (a list in a dict)."""
+    values: list[str] = []
+    add = values.append
+
+    def leaf(v: Any) -> Any:
+        kind = type(v)
+        if kind is str:
+            if v:
+                add(v)
+                return 1
+            return 0
+        if kind is int and v:  # a number is a value too (a template that computes with it gets no plan)
+            add(str(v))
+            return 2
+        if v is None or kind is bool or kind is int:
+            return v
+        raise TypeError(f"no plan for a {kind.__name__} in the context")
+
+    def level(v: Any) -> Any:
+        if type(v) is list:
+            return ("[", tuple([leaf(x) for x in v]))
+        return leaf(v)
+
+    key = []
+    for k, v in context.items():
+        if k in constant:
+            continue
+        if type(v) is dict:
+            key.append((k, tuple([(kk, level(x)) for kk, x in v.items()])))
+        else:
+            key.append((k, level(v)))
+    return (len(context["papers"]), tuple(key)), values
+
+
+def sentinels(context: dict[str, Any], constant: tuple[str, ...] = ("newsletter", "t", "papers")
+              ) -> tuple[dict[str, Any], list[str]]:
+    """The context with each non-empty string replaced by its sentinel (in `shape`'s order), each
+    paper by its card placeholders only, and the dotted path of each sentinel."""
+    paths: list[str] = []
+
+    def walk(v: Any, path: str) -> Any:
+        if (type(v) is str or type(v) is int) and v:
+            paths.append(path)
+            return f"{_SLOT_OPEN}{len(paths) - 1}{CLOSE}"
+        if type(v) is dict:
+            return {k: walk(x, f"{path}.{k}" if path else k) for k, x in v.items()}
+        if type(v) is list:
+            return [walk(x, path) for x in v]
+        return v
+
+    out = {k: v if k in constant else walk(v, k) for k, v in context.items()}
+    out["papers"] = [{"card_html": Markup(token(k)), "card_text": token(k)} for k in range(len(context["papers"]))]
+    return out, paths
+
+
+class _CardRef(str):
+    """Where card `k` goes in a plan's pieces."""
+
+    k: int
+
+
+@dataclass(frozen=True)
+class _Fill:
+    """A piece with values in it: literal parts around value indexes; `shared` when none of the
+    values is personal (the filled piece is then kept and encoded once)."""
+
+    parts: tuple[str, ...]
+    slots: tuple[int, ...]
+    shared: bool
+
+    def __call__(self, values: Sequence[str]) -> str:
+        parts = self.parts
+        out = [parts[0]]
+        for i, slot in enumerate(self.slots):
+            out.append(values[slot])
+            out.append(parts[i + 1])
+        return "".join(out)
+
+
+Item = SharedText | _CardRef | _Fill
+
+
+class Plan:
+    """The HTML and text pieces of one shape of issue: static pieces, cards, pieces with values."""
+
+    def __init__(self, html: list[Item], text: list[Item]) -> None:
+        self.html = html
+        self.text = text
+        self.html_slots = sorted({i for it in html if isinstance(it, _Fill) for i in it.slots})
+
+    @classmethod
+    def make(cls, html_source: str, text_source: str, n: int, paths: list[str],
+             frame_of: Callable[[str, int], Frame | None], intern: Callable[[str], SharedText]) -> Plan | None:
+        """A plan from the sentinel rendering of both templates; None when this shape cannot have
+        one (a value outside a text block, a card outside one)."""
+        refs = [_CardRef(token(k)) for k in range(n)]
+        for k, ref in enumerate(refs):
+            ref.k = k
+        if split_tokens(html_source, n) is None or split_tokens(text_source, n) is None:
+            return None
+        hollowed = hollow(html_source)
+        if hollowed is None or _SLOT_OPEN in hollowed[0]:
+            return None
+        fr = frame_of(hollowed[0], len(hollowed[1]))
+        if fr is None:
+            return None
+
+        def item(piece: str) -> Item:
+            if isinstance(piece, (SharedText, _CardRef)):
+                return piece
+            parts = _SLOT.split(piece)
+            if len(parts) == 1:
+                return intern(piece)
+            slots = tuple(int(s) for s in parts[1::2])
+            return _Fill(tuple(parts[0::2]), slots,
+                         not any(paths[s].startswith(_PERSONAL) for s in slots))
+
+        return cls([item(p) for p in assemble(fr, hollowed[1], refs)],
+                   [item(p) for p in fill(text_source, refs)])
+
+    @staticmethod
+    def _filled(items: list[Item], values: Sequence[str], cards: Sequence[str],
+                intern: Callable[[str], SharedText]) -> Pieces:
+        out: list[str] = []
+        for it in items:
+            kind = type(it)
+            if kind is SharedText:
+                out.append(it)  # type: ignore[arg-type]
+            elif kind is _CardRef:
+                out.append(cards[it.k])  # type: ignore[union-attr]
+            else:
+                piece = it(values)  # type: ignore[operator]
+                out.append(intern(piece) if it.shared else piece)  # type: ignore[union-attr]
+        return joined(out)
+
+    def fill(self, values: list[str], html_cards: Sequence[str], text_cards: Sequence[str],
+             intern: Callable[[str], SharedText]) -> tuple[Pieces, Pieces]:
+        escaped = list(values)
+        for i in self.html_slots:
+            escaped[i] = str(escape(values[i]))
+        return (self._filled(self.html, escaped, html_cards, intern),
+                self._filled(self.text, values, text_cards, intern))
+
+
+class Interned:
+    """Pieces many messages share, each kept once (with its encoded form, once encoded)."""
+
+    def __init__(self) -> None:
+        self._pieces: dict[str, SharedText] = {}
+
+    def __call__(self, piece: str) -> SharedText:
+        found = self._pieces.get(piece)
+        if found is None:
+            if len(self._pieces) >= _SHARED_LIMIT:
+                self._pieces.clear()
+            found = self._pieces[piece] = SharedText(piece)
+        return found

@@ -1,0 +1,122 @@
+"""Building batches in worker processes, so that a big `send` uses every core: each worker walks
+the same roster, takes every n-th batch, builds it (matching, rendering, message bytes) and commits
+it to the ledger on its own connection, claimed for the parent process; the parent only delivers.
+
+A worker leaves as soon as its parent is gone (a killed `send` leaves no orphan behind: what it
+committed is pending and claimed by a dead process, which the next run takes over).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import queue as queues
+import time
+import traceback
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from multiprocessing.synchronize import Event
+from pathlib import Path
+from typing import Any
+
+from newsletter.builder import Builder
+from newsletter.credentials import PREVIEW_SECRET, Secrets
+from newsletter.errors import NewsletterError, StateError
+from newsletter.issues import NotDue
+from newsletter.ledger import Ledger
+from newsletter.models import Config
+from newsletter.store import Store
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a worker needs: everything is plain data (it crosses a process boundary)."""
+
+    config: Config
+    state: Path
+    secrets: Secrets
+    now: datetime
+    only: str | Collection[str] | None
+    group: tuple[str, str] | None
+    catch_up: timedelta | None
+    batch: int
+    owner: str
+    lease: timedelta
+    worker: int
+    workers: int
+    parent: int
+
+
+@dataclass
+class Batch:
+    """One built and committed batch, as the parent delivers and reports it."""
+
+    jobs: list[tuple[str, str, bytes]] = field(default_factory=list)  # (issue id, recipient, message)
+    built: int = 0
+    empty: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[NotDue] = field(default_factory=list)
+    stages: dict[str, float] = field(default_factory=dict)
+
+
+def work(task: Task, out: Any, stop: Event) -> None:
+    """The worker's loop (the target of a spawned process)."""
+    from newsletter.pipeline import due_batches
+
+    try:
+        with Store(task.state) as store:
+            builder = Builder(task.config, store, task.now, link_secret=task.secrets.link_secret or PREVIEW_SECRET,
+                              dkim_key=task.secrets.dkim_key)
+            ledger = Ledger(store, now=task.now, pause_after=task.config.settings.smtp.pause_after,
+                            owner=task.owner, lease=task.lease)
+            t = time.perf_counter()
+            for i, (due, skipped) in enumerate(due_batches(task.config, store, task.now, only=task.only,
+                                                           group=task.group, catch_up=task.catch_up, size=task.batch)):
+                if i % task.workers != task.worker:
+                    continue
+                if stop.is_set() or os.getppid() != task.parent:
+                    out.cancel_join_thread()  # nobody reads any more: exit without flushing
+                    return
+                item = Batch(skipped=skipped)
+                item.stages["due"] = time.perf_counter() - t
+                t = time.perf_counter()
+                built = builder.build(due)
+                item.stages["build"] = time.perf_counter() - t
+                t = time.perf_counter()
+                new = set(ledger.record([b.to_record() for b in built]))
+                item.stages["record"] = time.perf_counter() - t
+                item.built = len(new)
+                item.empty = [(b.subscriber.email, b.reason) for b in built if not b.sends and b.issue.id in new]
+                item.jobs = [(b.issue.id, b.subscriber.email, b.message) for b in built
+                             if b.message is not None and b.issue.id in new]
+                if not _put(out, ("batch", item), task.parent, stop):
+                    return
+                t = time.perf_counter()
+        _put(out, ("done", None), task.parent, stop)
+    except BaseException as exc:  # noqa: B902  # reported to the parent, which raises it
+        _put(out, ("error", _portable(exc)), task.parent, stop)
+    finally:
+        if os.getppid() != task.parent:
+            out.cancel_join_thread()  # the parent is gone: never wait to flush to nobody
+
+
+def _put(out: Any, item: object, parent: int, stop: Event) -> bool:
+    while True:
+        try:
+            out.put(item, timeout=1.0)
+            return True
+        except queues.Full:
+            if os.getppid() != parent or stop.is_set():
+                out.cancel_join_thread()  # nobody reads any more: exit without flushing
+                return False
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """The error as the parent can re-raise it: a user-facing error as it is (or with the same
+    words if it does not survive pickling), anything else (a bug) with the worker's traceback."""
+    if isinstance(exc, NewsletterError):
+        try:
+            return pickle.loads(pickle.dumps(exc))  # type: ignore[no-any-return]
+        except Exception:  # noqa: BLE001  # any pickling failure: keep the words
+            return StateError(str(exc))
+    return RuntimeError("a build worker failed:\n" + "".join(traceback.format_exception(exc)))

@@ -1,0 +1,377 @@
+"""One paper as the email shows it: a card (one HTML text block, one plain-text block) per highlight
+variant, that is per set of (term, field) pairs that matched.
+
+Data is escaped here (`markupsafe.escape`) before MJML sees it, so a title such as
+`</mj-text><mj-raw><script>` stays text. A `CardMaker` keeps what the variants of one paper share
+(its readable title and abstract, author line, links, the words of each field and where each term
+occurs in them), so a new variant costs a few joins and the wrapping of what its marks changed.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote_plus
+
+from markupsafe import Markup, escape
+
+from newsletter.models import Entry, Hit, Match
+from newsletter.query import Query, Term, parse
+from newsletter.tex import readable
+from newsletter.text import stem, word_spans
+
+if TYPE_CHECKING:
+    from newsletter.catalogue import Catalogue
+
+ABSTRACT_LIMIT = 480
+WRAP = 72
+NBSP = "\u00a0"
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
+Spans = tuple[tuple[int, int], ...]
+
+
+def trim_abstract(text: str, limit: int = ABSTRACT_LIMIT) -> tuple[str, bool]:
+    """The abstract cut at a sentence boundary near `limit`; True if something was cut."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text, False
+    out = ""
+    for sentence in _SENTENCE_END.split(text):
+        if out and len(out) + 1 + len(sentence) > limit:
+            break
+        out = f"{out} {sentence}" if out else sentence
+    if len(out) > limit * 1.5:  # one giant sentence: cut at a word
+        out = out[:limit].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+    return out, True
+
+
+def _units(text: str) -> str:
+    """Keep a number with its unit on one line (`118 upvotes`, `11 Jun 2026`, `▲ 7`)."""
+    return text.replace(" ", NBSP)
+
+
+def _units_in_names(authors: str) -> str:
+    # "(40 authors)" stays together; the names themselves may wrap
+    return re.sub(r"\((\d+) ", lambda m: f"({m.group(1)}{NBSP}", re.sub(r"^(\d+) ", f"\\1{NBSP}", authors))
+
+
+def _esc(value: str) -> str:
+    return str(escape(value))
+
+
+# --- wrapping the text part ---------------------------------------------------------------------
+
+# text that textwrap treats in ways the fast path does not: tabs and line breaks, or a "word" that
+# is all white space to str.strip() (a lone no-break space)
+_ODD_SPACE = re.compile(r"[\t\n\x0b\x0c\r]|(?<![^ ])[^\S ]+(?![^ ])")
+_SPACES = re.compile(" *")
+
+
+@lru_cache(maxsize=16)
+def _line(width: int) -> re.Pattern[str]:
+    """The longest run of words (with the spaces between) of at most `width` characters."""
+    return re.compile(f"[^ ](?:.{{0,{width - 2}}}[^ ])?(?= |$)", re.S)
+
+
+def wrap_lines(text: str, width: int, initial: str, subsequent: str) -> list[str]:
+    """`textwrap.wrap(text, width, initial_indent=initial, subsequent_indent=subsequent,
+    break_long_words=False, break_on_hyphens=False)`, line for line, without its per-chunk loop."""
+    if (not text or text[0] == " " or width - max(len(initial), len(subsequent)) < 2
+            or _ODD_SPACE.search(text)):
+        return textwrap.wrap(text, width, initial_indent=initial, subsequent_indent=subsequent,
+                             break_long_words=False, break_on_hyphens=False)
+    lines: list[str] = []
+    pos, n, indent = 0, len(text), initial
+    while pos < n:
+        m = _line(width - len(indent)).match(text, pos)
+        if m is not None:
+            end = m.end()
+        else:  # a word longer than the line: alone on its line
+            end = text.find(" ", pos)
+            end = n if end < 0 else end
+        lines.append(indent + text[pos:end])
+        pos = _SPACES.match(text, end).end()  # type: ignore[union-attr]  # " *" always matches
+        indent = subsequent
+    return lines
+
+
+def wrap(text: str, indent: str = "   ", first: str | None = None) -> str:
+    """`text` wrapped at WRAP columns for the text part; no-break spaces become spaces after."""
+    lines = wrap_lines(text, WRAP, indent if first is None else first, indent)
+    return "\n".join(lines).replace(NBSP, " ")
+
+
+# --- highlights: exactly the matched spans ----------------------------------------------------
+
+def hit_terms(hits: Iterable[Hit], queries: dict[str, Query] | None = None) -> dict[str, tuple[Term, ...]]:
+    """For each field, the query terms that matched there (a scoped term only in its field)."""
+    queries = {} if queries is None else queries
+    out: dict[str, dict[Term, None]] = {}
+    for hit in hits:
+        q = queries.get(hit.query)
+        if q is None:
+            try:
+                q = queries[hit.query] = parse(hit.query)
+            except ValueError:
+                continue
+        for term in q.positive_terms():
+            if term.text == hit.term and (term.field is None or term.field == hit.field):
+                out.setdefault(hit.field, {})[term] = None
+    return {f: tuple(terms) for f, terms in out.items()}
+
+
+class _Words:
+    """The words of one text and their stems, for finding terms in it."""
+
+    def __init__(self, text: str) -> None:
+        self.tokens = word_spans(text)
+        self.stems = [stem(w) for _, _, w in self.tokens]
+        self.found: dict[Term, list[tuple[int, int]]] = {}
+
+    def occurrences(self, term: Term) -> list[tuple[int, int]]:
+        """(start, end) of each whole occurrence of `term`: all the words of a phrase in order and
+        adjacent (as matching reads them), a prefix term's last word by its beginning."""
+        found = self.found.get(term)
+        if found is None:
+            tokens, stems = self.tokens, self.stems
+            k = len(term.words)
+            exact = term.words[:-1] if term.prefix else term.words
+            found = self.found[term] = [
+                (tokens[i][0], tokens[i + k - 1][1]) for i in range(len(tokens) - k + 1)
+                if all(stems[i + j] == w for j, w in enumerate(exact))
+                and (not term.prefix or tokens[i + k - 1][2].startswith(term.words[-1]))]
+        return found
+
+
+def _merged(found: list[tuple[int, int]]) -> Spans:
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(found):
+        if merged and start < merged[-1][1]:  # overlapping occurrences: one mark
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return tuple(merged)
+
+
+def highlight_spans(text: str, terms: Sequence[Term]) -> list[tuple[int, int]]:
+    """(start, end) of every whole occurrence of each term in `text`, overlapping ones merged."""
+    if not terms:
+        return []
+    words = _Words(text)
+    return list(_merged([span for term in terms for span in words.occurrences(term)]))
+
+
+def _marked_html(text: str, spans: Sequence[tuple[int, int]]) -> str:
+    out: list[str] = []
+    pos = 0
+    for start, end in spans:
+        out += (_esc(text[pos:start]), '<strong class="hit">', _esc(text[start:end]), "</strong>")
+        pos = end
+    out.append(_esc(text[pos:]))
+    return "".join(out)
+
+
+def marked_html(text: str, spans: Sequence[tuple[int, int]]) -> Markup:
+    return Markup(_marked_html(text, spans))
+
+
+def marked_text(text: str, spans: Sequence[tuple[int, int]]) -> str:
+    out, pos = [], 0
+    for start, end in spans:
+        out.append(text[pos:start] + "*" + text[start:end] + "*")
+        pos = end
+    return "".join(out) + text[pos:]
+
+
+# --- the lines of a card ------------------------------------------------------------------------
+
+def _authors(e: Entry, words: Catalogue | None) -> str:
+    names = list(e.authors)
+    count = e.author_count or len(names)
+    if not names:
+        if not count:
+            return ""
+        return words.count("authors", count) if words else f"{count} author{'s' if count != 1 else ''}"
+    if len(names) <= 4:
+        shown = ", ".join(names)
+    else:
+        shown = f"{', '.join(names[:2])}, … {names[-1]}"
+    if count > len(names[:4]) or len(names) > 4:
+        return f"{shown} ({words.count('authors', count) if words else f'{count} authors'})"
+    return shown
+
+
+def authors_line(match: Match, words: Catalogue | None = None) -> str:
+    return _authors(match.entry, words)
+
+
+class _EnglishOnly:
+    """Catalogue defaults for the helpers here when no environment is at hand."""
+
+    def __call__(self, key: str, **values: Any) -> str:
+        return {"in_fields": "{term} in {fields}", "and": "and", "matched": "Matched {reasons}",
+                "matched_profile": "Matched your profile", "field_title": "title",
+                "field_abstract": "abstract", "field_author": "author"}[key].format(**values)
+
+
+_ENGLISH = _EnglishOnly()
+
+
+def why_line(match: Match, words: Catalogue | None = None) -> str:
+    t = words or _ENGLISH
+    by_term: dict[str, list[str]] = {}
+    for hit in match.hits:
+        by_term.setdefault(hit.term, []).append(hit.field)
+    parts = [t("in_fields", term=term, fields=f" {t('and')} ".join(t(f"field_{f}") for f in dict.fromkeys(fields)))
+             for term, fields in by_term.items()]
+    return t("matched", reasons="; ".join(parts)) if parts else t("matched_profile")
+
+
+def _links(e: Entry, words: Catalogue) -> tuple[str, list[tuple[str, str]]]:
+    links = [(words(f"link_{k}"), url) for k, url in (
+        ("paper", e.links.page), ("arxiv", e.links.arxiv), ("pdf", e.links.pdf),
+        ("code", e.links.code), ("project", e.links.project)) if url]
+    if not links:
+        title = " ".join(readable(e.title).split())
+        return f"https://arxiv.org/search/?query={quote_plus(title)}&searchtype=title", []
+    primary = e.url or links[0][1]
+    seen = {primary}
+    rest = []
+    for label, url in links:
+        if url not in seen:
+            seen.add(url)
+            rest.append((label, url))
+    return primary, rest
+
+
+def paper_links(match: Match, words: Catalogue) -> tuple[str, list[tuple[str, str]]]:
+    """The title's URL and the other links, each URL once. A paper with no link at all (a saved
+    listing) gets an arXiv title search."""
+    return _links(match.entry, words)
+
+
+# --- cards ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Card:
+    """One paper as the email shows it, in one highlight variant: its HTML (one text block) and its
+    text block (without the number), plus the fields a custom template may use."""
+
+    html: str
+    text: str
+    fields: dict[str, Any]
+
+
+class _Paper:
+    """What every variant of one paper's card shares, and its variants' marked fields."""
+
+    def __init__(self, e: Entry, words: Catalogue) -> None:
+        self.entry = e
+        self.title = " ".join(readable(e.title).split())
+        self.abstract, self.cut = trim_abstract(readable(e.abstract))
+        self.authors = _authors(e, words)
+        self.names = _units_in_names(self.authors)
+        self.others = [x for x in (
+            e.organization, _units(words.day(e.published)) if e.published else None,
+            _units(f"▲ {words.count('upvotes', e.upvotes)}") if e.upvotes is not None else None,
+            _units(words.count("comments", e.comments)) if e.comments else None) if x]
+        self.others_html = [_esc(x) for x in self.others]
+        self.url, self.links = _links(e, words)
+        self.lang = ' lang="en"' if words.language.split("-")[0] != "en" else ""  # paper text stays English
+        self.links_html = ('<p class="l">' + " · ".join(f'<a href="{_esc(u)}">{_esc(label)}</a>'
+                                                        for label, u in self.links) + "</p>") if self.links else ""
+        self.links_text = ("\n\n" + "\n".join(f"   {label}: {u}" for label, u in self.links)) if self.links else ""
+        self._words: dict[str, _Words] = {}
+        self._spans: dict[tuple[str, tuple[Term, ...]], Spans] = {}
+        self._marked: dict[tuple[str, Spans], tuple[str, str, str]] = {}
+
+    def text_of(self, field: str) -> str:
+        return self.title if field == "title" else self.abstract if field == "abstract" else self.authors
+
+    def spans(self, field: str, terms: tuple[Term, ...]) -> Spans:
+        if not terms:
+            return ()
+        key = (field, terms)
+        found = self._spans.get(key)
+        if found is None:
+            words = self._words.get(field)
+            if words is None:
+                words = self._words[field] = _Words(self.text_of(field))
+            found = self._spans[key] = _merged([s for term in terms for s in words.occurrences(term)])
+        return found
+
+    def marked(self, field: str, spans: Spans) -> tuple[str, str, str]:
+        """The field marked up as HTML, as text, and as the text part shows it (wrapped)."""
+        key = (field, spans)
+        found = self._marked.get(key)
+        if found is None:
+            if field == "title":
+                text = marked_text(self.title, spans)
+                found = (_marked_html(self.title, spans), text, wrap(text, first="XXXX")[4:])
+            elif field == "abstract":
+                text = marked_text(self.abstract, spans)
+                found = (_marked_html(self.abstract, spans), text, wrap(text) if self.abstract else "")
+            else:  # the meta line: authors (marked), organisation, date, votes, comments
+                names = [marked_text(self.names, spans)] if self.authors else []
+                names_html = [_marked_html(self.names, spans)] if self.authors else []
+                text = " · ".join(names + self.others)
+                found = (" · ".join(names_html + self.others_html), text, wrap(text) if text else "")
+            self._marked[key] = found
+        return found
+
+
+class CardMaker:
+    """Builds cards for one catalogue, sharing each paper's parts between its variants."""
+
+    def __init__(self, words: Catalogue, queries: dict[str, Query] | None = None) -> None:
+        self.words = words
+        self.queries: dict[str, Query] = {} if queries is None else queries
+        self._papers: dict[str, _Paper] = {}
+        self._why: dict[tuple[tuple[str, str], ...], tuple[str, str, str]] = {}
+
+    def _paper(self, e: Entry) -> _Paper:
+        found = self._papers.get(e.id)
+        if found is None or (found.entry is not e and found.entry != e):
+            found = self._papers[e.id] = _Paper(e, self.words)
+        return found
+
+    def _why_of(self, match: Match) -> tuple[str, str, str]:
+        key = tuple((h.term, h.field) for h in match.hits)
+        found = self._why.get(key)
+        if found is None:
+            why = why_line(match, self.words)
+            label = self.words("why")
+            found = self._why[key] = (why, f'<p class="w"><em>{_esc(label)}</em> {_esc(why)}</p>',
+                                      "\n\n" + wrap(f"{label} {why}"))
+        return found
+
+    def card(self, match: Match) -> Card:
+        p = self._paper(match.entry)
+        terms = hit_terms(match.hits, self.queries)
+        title_html, title_text, title_wrapped = p.marked("title", p.spans("title", terms.get("title", ())))
+        abstract_html, abstract_text, abstract_wrapped = p.marked(
+            "abstract", p.spans("abstract", terms.get("abstract", ())))
+        meta_html, meta_text, meta_wrapped = p.marked("author", p.spans("author", terms.get("author", ())))
+        why, why_html, why_text = self._why_of(match)
+        html = "".join((
+            f'<h2 class="t"{p.lang}><a href="{_esc(p.url)}">{title_html}</a></h2>',
+            f'<p class="m">{meta_html}</p>' if meta_html else "",
+            f"<p{p.lang}>{abstract_html}</p>" if p.abstract else "",
+            p.links_html, why_html))
+        text = "\n".join([title_wrapped, meta_wrapped, f"   {p.url}"] if meta_text else [title_wrapped, f"   {p.url}"])
+        if p.abstract:
+            text += "\n\n" + abstract_wrapped
+        text += p.links_text + why_text
+        fields = {"id": match.entry.id, "title": p.title, "url": p.url, "links": list(p.links), "why": why,
+                  "trimmed": p.cut, "terms": list(match.terms), "score": match.score, "meta": meta_text,
+                  "title_html": Markup(title_html), "abstract_html": Markup(abstract_html),
+                  "title_text": title_text, "abstract_text": abstract_text}
+        return Card(html, text, fields)
+
+
+def make_card(match: Match, words: Catalogue, queries: dict[str, Query] | None = None) -> Card:
+    return CardMaker(words, queries).card(match)
