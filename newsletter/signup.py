@@ -47,10 +47,8 @@ class Policy:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
-        """Read the settings when the configuration has them; the page needs base_url for its links."""
-        enabled = bool(getattr(settings, "subscribe", True)) and bool(settings.base_url)
-        domains = tuple(d.lower().lstrip("@") for d in getattr(settings, "subscribe_domains", ()) or ())
-        return cls(enabled, domains, int(getattr(settings, "confirm_hours", 48)))
+        """The operator's settings; the page also needs base_url, for the links it mails."""
+        return cls(settings.subscribe and bool(settings.base_url), settings.subscribe_domains, settings.confirm_hours)
 
     def allows(self, address: str) -> bool:
         domain = address.rpartition("@")[2]
