@@ -142,6 +142,15 @@ class ReadersMixin:
         row = self.db.execute("SELECT version FROM link_versions WHERE email=?", (email,)).fetchone()
         return int(row[0]) if row else 0
 
+    def link_versions(self, emails: Sequence[str]) -> dict[str, int]:
+        """The link version of each of these subscribers (those never rotated: absent, i.e. 0), in bulk."""
+        out: dict[str, int] = {}
+        for i in range(0, len(emails), 500):
+            chunk = list(emails[i:i + 500])
+            out.update((r[0], int(r[1])) for r in self.db.execute(
+                f"SELECT email, version FROM link_versions WHERE email IN ({_marks(len(chunk))})", chunk))
+        return out
+
     def rotate_links(self, email: str) -> int:
         """Revoke every manage and feed link of this subscriber; returns the new version."""
         with self.transaction() as db:

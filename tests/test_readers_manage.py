@@ -123,6 +123,8 @@ def test_rotating_revokes_the_old_manage_and_feed_links(site: dict[str, Any]) ->
     assert httpx.get(manage).status_code == 400 and httpx.get(feed).status_code == 400
     assert httpx.get(new.group(1)).status_code == 200
     assert httpx.get(links.feed("held@example.org", 1)).status_code == 200
+    with ReaderStore(site["dep"].state) as store:
+        assert store.link_versions(["held@example.org", "ada@example.org"]) == {"held@example.org": 1}
 
 
 def test_less_like_this_becomes_a_proposal_with_its_replayed_effect(site: dict[str, Any]) -> None:
