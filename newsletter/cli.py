@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_subscribers_parser(sub, _Parser, cmd_validate)
     from newsletter.cli_db import add_parser as add_db_parser
     add_db_parser(sub, p)
+    from newsletter.cli_readers import add_parser as add_readers_parser
+    add_readers_parser(sub)
 
     c = sub.add_parser("run", help="the long-lived service: fetch, build and send on schedule",
                        description="Run the scheduler: sources on their schedule, each group of subscribers "

@@ -5,6 +5,7 @@ FILE:LINE:COL: message (newsletter.nodecheck reads the values, newsletter.yamlno
 from __future__ import annotations
 
 import difflib
+import re
 import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,7 +26,8 @@ SOURCE_TYPES = ("hf-listing", "hf-daily", "arxiv", "feed", "file")
 TLS_MODES = ("starttls", "tls", "none")
 _TOP_KEYS = ("newsletter", "subscribers")
 _SETTINGS_KEYS = ("title", "sender", "base_url", "sources", "schedule", "timezone", "max_entries",
-                  "send_empty", "min_upvotes", "smtp", "templates", "unsubscribe_mailto", "language", "dkim")
+                  "send_empty", "min_upvotes", "smtp", "templates", "unsubscribe_mailto", "language", "dkim",
+                  "subscribe", "subscribe_domains", "confirm_hours")
 _DKIM_KEYS = ("domain", "selector")
 _SOURCE_KEYS = ("name", "type", "url", "path", "schedule", "timeout", "max_bytes", "catch_up_days",
                 "request_budget")
@@ -149,6 +151,21 @@ def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
+_DOMAIN = re.compile(r"(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}")
+
+
+def _domain(value: Any) -> str:
+    """A domain for subscribe_domains: `@Lab.Example.org` -> `lab.example.org`."""
+    domain = str(value).strip().lstrip("@").lower().rstrip(".")
+    try:
+        ascii_form = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        ascii_form = ""
+    if not _DOMAIN.fullmatch(ascii_form):
+        raise ValueError(f"'{value}' is not a domain name (e.g. lab.example.org)")
+    return domain
+
+
 def _settings(c: Checker, node: yaml.Node | None, base: Path, env: Mapping[str, str]) -> Settings | None:
     if node is None:
         return None
@@ -192,6 +209,12 @@ def _settings(c: Checker, node: yaml.Node | None, base: Path, env: Mapping[str, 
             selector = c.string(d["selector"], "newsletter.dkim.selector")
             if domain and selector:
                 dkim = DkimConfig(domain, selector)
+    subscribe = c.scalar(m["subscribe"], "newsletter.subscribe", ("bool",)) if "subscribe" in m else True
+    domains = tuple(d for d in (c.checked(node, f"newsletter.subscribe_domains[{i}]", _domain) for i, (_, node) in
+                                enumerate(c.strings(m["subscribe_domains"], "newsletter.subscribe_domains")))
+                    if d) if "subscribe_domains" in m else ()
+    confirm_hours = (c.positive_int(m["confirm_hours"], "newsletter.confirm_hours", 1, 24 * 30)
+                     if "confirm_hours" in m else 48)
     sources = _sources(c, m.get("sources"), base)
     smtp = _smtp(c, m.get("smtp"), env)
     return Settings(
@@ -199,6 +222,7 @@ def _settings(c: Checker, node: yaml.Node | None, base: Path, env: Mapping[str, 
         sources=tuple(sources), schedule=schedule, timezone=tz_name,
         max_entries=max_entries or 10, send_empty=bool(send_empty), min_upvotes=min_upvotes or 0,
         smtp=smtp, templates=templates, unsubscribe_mailto=mailto, language=language or "en", dkim=dkim,
+        subscribe=subscribe is not False, subscribe_domains=domains, confirm_hours=confirm_hours or 48,
     )
 
 

@@ -113,6 +113,9 @@ class Settings:
     unsubscribe_mailto: str | None
     language: str = "en"
     dkim: DkimConfig | None = None
+    subscribe: bool = True  # the public sign-up page (it also needs base_url)
+    subscribe_domains: tuple[str, ...] = ()  # sign-ups only from these domains (and their subdomains)
+    confirm_hours: int = 48  # how long a sign-up's confirmation link works
 
 
 @dataclass(frozen=True)

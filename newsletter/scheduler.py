@@ -174,11 +174,25 @@ class Service:
             def record(address: str) -> None:
                 self.dep.unsubscribe(address, self.clock())
 
-            app = web.unsubscribe_app(record, self.dep.secrets.verifying, title=self.config.settings.title,
-                                      hosts=web.allowed_hosts(self.config.settings.base_url, self.host))
+            def current() -> Deployment:  # an edit made from a page shows at once
+                self.reload()
+                return self.dep
+
+            first: set[asyncio.Task[object]] = set()
+
+            def confirmed(address: str) -> None:  # a new reader's first digest is due at once
+                if self.scheduler is not None:
+                    self._schedule_groups()
+                task = asyncio.get_running_loop().create_task(self._in_thread(
+                    lambda: self.dep.send(self.clock(), fetch=False, only=address, catch_up=self.catch_up)))
+                first.add(task)
+                task.add_done_callback(first.discard)
+
+            app = web.readers_app(current, self.env, hosts=web.allowed_hosts(self.config.settings.base_url, self.host),
+                                  clock=self.clock, unsubscribe=record, on_confirmed=confirmed)
             self.endpoint = await web.start(app, self.host, self.port)
         elif self.port is not None:
-            log.warning("NEWSLETTER_SECRET is not set: the unsubscribe endpoint is off")
+            log.warning("NEWSLETTER_SECRET is not set: the reader pages (and unsubscribe) are off")
 
     async def _stop_endpoint(self) -> None:
         if self.endpoint is not None:
@@ -244,18 +258,20 @@ class Service:
 
 async def serve(config_path: Path, state_path: Path | None, env: Mapping[str, str], host: str, port: int,
                 ready: Callable[[int], None] | None = None) -> None:
-    """`newsletter serve`: only the unsubscribe endpoint."""
+    """`newsletter serve`: only the reader pages (no scheduled sending)."""
     from newsletter import web
 
     dep = Deployment.open(config_path, state_path, env)
     if not dep.secrets.link_secret:
         raise ConfigError("NEWSLETTER_SECRET is not set: it verifies the unsubscribe tokens")
 
-    def record(address: str) -> None:
-        dep.unsubscribe(address, datetime.now(timezone.utc))
+    current = web.Current(dep, env)
 
-    app = web.unsubscribe_app(record, dep.secrets.verifying, title=dep.config.settings.title,
-                              hosts=web.allowed_hosts(dep.config.settings.base_url, host))
+    def record(address: str) -> None:
+        current().unsubscribe(address, datetime.now(timezone.utc))
+
+    app = web.readers_app(current, env, hosts=web.allowed_hosts(dep.config.settings.base_url, host),
+                          clock=lambda: datetime.now(timezone.utc), unsubscribe=record)
     running = await web.start(app, host, port)
     print(f"serving unsubscribe on http://{host}:{running.port}/unsubscribe/<token>", flush=True)
     if ready:

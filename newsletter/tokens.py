@@ -24,6 +24,10 @@ class Purpose(StrEnum):
     UNSUBSCRIBE = "unsubscribe"
     CONFIRM = "confirm"  # a sign-up's double opt-in
     MANAGE = "manage"  # the preference centre
+    FEEDBACK = "feedback"  # "more / less like this" on one paper of one digest
+    VIEW = "view"  # one issue on the web
+    FEED = "feed"  # a subscriber's private Atom feed
+    FORM = "form"  # the anti-forgery token a page puts in its own form
 
 
 MAX_TOKEN = 1024  # characters: longer is never ours, and is refused before any decoding

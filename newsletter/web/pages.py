@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
@@ -19,10 +20,10 @@ class Pages:
         self.common = common  # shown on every page, e.g. the newsletter's title
 
     def render(self, request: Request, name: str, status: int = 200, headers: Mapping[str, str] | None = None,
-               **context: Any) -> HTMLResponse:
+               background: BackgroundTask | None = None, **context: Any) -> HTMLResponse:
         html = self.env.get_template(f"pages/{name}.html.j2").render(
             **self.common, **context, nonce=request.scope.get("state", {}).get("nonce", ""))
-        return HTMLResponse(html, status_code=status, headers=headers)
+        return HTMLResponse(html, status_code=status, headers=headers, background=background)
 
 
 async def no_icon(request: Request) -> Response:

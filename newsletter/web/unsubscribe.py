@@ -12,8 +12,9 @@ If recording fails the client is told at once (503) and the error is logged at o
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timezone
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -31,12 +32,9 @@ log = logging.getLogger("newsletter.web")
 MAX_BODY = 64 * 1024  # the one-click body is 26 bytes
 
 
-def unsubscribe_app(unsubscribe: Callable[[str], None], secrets: Sequence[str], *, title: str,
-                    hosts: Iterable[str], clock: Callable[[], datetime] | None = None) -> ASGIApp:
-    """The endpoint. `unsubscribe(address)` records it (the caller's one store commit); `secrets` verify
-    tokens, the current one first; `hosts` are the Host names answered."""
-    pages = Pages(title=title)
-    now = clock or (lambda: datetime.now(timezone.utc))
+def unsubscribe_routes(pages: Pages, unsubscribe: Callable[[str], None], secrets: Sequence[str], *, title: str,
+                       now: Callable[[], datetime]) -> list[Route]:
+    """GET (a page with a button) and POST (one-click) /unsubscribe/<token>."""
     keys = list(secrets)
 
     def address(request: Request) -> str | None:
@@ -62,8 +60,12 @@ def unsubscribe_app(unsubscribe: Callable[[str], None], secrets: Sequence[str], 
         return pages.render(request, "message", heading="You are unsubscribed",
                             text=f"You will not receive {title} any more.")
 
-    async def health(request: Request) -> Response:
-        return PlainTextResponse("ok\n")
+    return [Route("/unsubscribe/{token}", confirm_page, methods=["GET"]),
+            Route("/unsubscribe/{token}", one_click, methods=["POST"])]
+
+
+def handlers(pages: Pages) -> dict[Any, Callable[[Request, Exception], Awaitable[Response]]]:
+    """404/405 pages and the 503 answer (logged) when recording fails, for every reader app."""
     async def not_found(request: Request, exc: Exception) -> Response:
         if isinstance(exc, HTTPException) and exc.status_code == 405:
             return pages.render(request, "message", 405, headers=exc.headers, heading="Method not allowed",
@@ -79,10 +81,22 @@ def unsubscribe_app(unsubscribe: Callable[[str], None], secrets: Sequence[str], 
                             text="We could not record this just now. Nothing was changed; "
                                  "please try again in a few minutes.")
 
+    return {404: not_found, 405: not_found, Exception: failed}
+
+
+async def health(request: Request) -> Response:
+    return PlainTextResponse("ok\n")
+
+
+def unsubscribe_app(unsubscribe: Callable[[str], None], secrets: Sequence[str], *, title: str,
+                    hosts: Iterable[str], clock: Callable[[], datetime] | None = None) -> ASGIApp:
+    """The endpoint alone. `unsubscribe(address)` records it (the caller's one store commit); `secrets`
+    verify tokens, the current one first; `hosts` are the Host names answered."""
+    pages = Pages(title=title)
+    now = clock or (lambda: datetime.now(timezone.utc))
     app = Starlette(routes=[
         Route("/", health), Route("/health", health), Route("/favicon.ico", no_icon),
-        Route("/unsubscribe/{token}", confirm_page, methods=["GET"]),
-        Route("/unsubscribe/{token}", one_click, methods=["POST"]),
-    ], exception_handlers={404: not_found, 405: not_found, Exception: failed}, max_body_size=MAX_BODY)
+        *unsubscribe_routes(pages, unsubscribe, secrets, title=title, now=now),
+    ], exception_handlers=handlers(pages), max_body_size=MAX_BODY)
     app.router.redirect_slashes = False  # no redirects at all, so none can be open
     return Guard(app, hosts)
