@@ -260,3 +260,15 @@ class ReaderStore(ReadersMixin, SqliteStore):  # type: ignore[misc]  # transacti
 
     def __enter__(self) -> ReaderStore:
         return self
+
+
+def link_versions(store: object, emails: Sequence[str]) -> dict[str, int]:
+    """The link version of each subscriber, for the manage and feed links a digest carries, from any
+    store: one whose readers' tables were never made (no page ever served) has only version 0."""
+    if isinstance(store, ReadersMixin):
+        return store.link_versions(emails)
+    if isinstance(store, SqliteStore):
+        if store.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='link_versions'").fetchone():
+            return ReadersMixin.link_versions(store, emails)  # type: ignore[arg-type]  # the same connection
+        return {}
+    return {}  # the readers' tables live in SQLite only (for now): links carry version 0
