@@ -76,19 +76,22 @@ class SharedText(str):
 
     wire: bytes
     nl: bool
+    starts_nl: bool
     size: int
 
     def __new__(cls, value: str) -> SharedText:
         self = super().__new__(cls, value)
         self.wire = qp(value)
         self.nl = value.endswith("\n")
+        self.starts_nl = value.startswith("\n")
         self.size = len(value) if value.isascii() else len(value.encode("utf-8"))
         return self
 
 
 class Pieces(tuple[str, ...]):
     """The pieces of one part of one message, with their quoted-printable form joined (`wire`:
-    each piece starts a line, joined by soft breaks where a line continues) and the UTF-8 size."""
+    each piece starts a line, joined by soft breaks where a line continues, unless the next piece
+    starts with a line break of its own) and the UTF-8 size."""
 
     wire: bytes
     size: int
@@ -100,11 +103,11 @@ def encoded(pieces: Sequence[str]) -> tuple[bytes, int]:
     nl, size = True, 0
     for piece in pieces:
         if type(piece) is SharedText:
-            wire, end, n = piece.wire, piece.nl, piece.size
+            wire, end, n, starts = piece.wire, piece.nl, piece.size, piece.starts_nl
         else:
-            wire, end = qp(piece), piece.endswith("\n")
+            wire, end, starts = qp(piece), piece.endswith("\n"), piece.startswith("\n")
             n = len(piece) if piece.isascii() else len(piece.encode("utf-8"))
-        if not nl:
+        if not nl and not starts:
             out.append(SOFT_BREAK)
         out.append(wire)
         nl = end
