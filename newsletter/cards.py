@@ -350,6 +350,7 @@ class CardMaker:
         self.rating = rating  # whether cards carry "more / less like this" (there is a web service)
         self._papers: dict[str, _Paper] = {}
         self._why: dict[tuple[tuple[str, str], ...], tuple[str, str, str]] = {}
+        self._reasons: dict[tuple[str, tuple[str, ...]], str] = {}
 
     def _paper(self, e: Entry) -> _Paper:
         found = self._papers.get(e.id)
@@ -358,14 +359,30 @@ class CardMaker:
         return found
 
     def _why_of(self, match: Match) -> tuple[str, str, str]:
-        key = tuple((h.term, h.field) for h in match.hits) or (("", match.why),)
+        key = tuple([(h.term, h.field) for h in match.hits]) or (("", match.why),)
         found = self._why.get(key)
         if found is None:
-            why = match.why or why_line(match, self.words)
+            why = match.why or self._why_line(key)
             label = self.words("why_trending" if match.why else "why")
             found = self._why[key] = (why, f'<p class="w"><em>{_esc(label)}</em> {_esc(why)}</p>',
                                       "\n\n" + wrap(f"{label} {why}"))
         return found
+
+    def _why_line(self, hits: tuple[tuple[str, str], ...]) -> str:
+        """`why_line`, each term's reason ("x in title and abstract") made once per maker."""
+        t = self.words
+        by_term: dict[str, list[str]] = {}
+        for term, field in hits:
+            by_term.setdefault(term, []).append(field)
+        parts = []
+        for term, fields in by_term.items():
+            key = (term, tuple(dict.fromkeys(fields)))
+            reason = self._reasons.get(key)
+            if reason is None:
+                reason = self._reasons[key] = t("in_fields", term=term,
+                                                fields=f" {t('and')} ".join(t(f"field_{f}") for f in key[1]))
+            parts.append(reason)
+        return t("matched", reasons="; ".join(parts)) if parts else t("matched_profile")
 
     def heading(self, key: str) -> tuple[str, str]:
         """A section's heading (`trending`, `updates`) as it opens the section's first card."""
