@@ -28,6 +28,7 @@ from newsletter.models import Config
 from newsletter.schedule import Schedule
 from newsletter.deployment import Deployment
 from newsletter.roster import Roster
+from newsletter.store_readers import ReaderStore
 
 if TYPE_CHECKING:
     from newsletter.web import Running
@@ -63,7 +64,9 @@ class Service:
     # --- what the jobs do (callable directly, as the tests do) -----------------------------------
 
     def send_now(self, group: tuple[str, str] | None = None) -> pipeline.SendReport:
-        report = self.dep.send(self.clock(), fetch=False, group=group, catch_up=self.catch_up,
+        now = self.clock()
+        self.end_pauses(now)
+        report = self.dep.send(now, fetch=False, group=group, catch_up=self.catch_up,
                                should_stop=self.stopping.is_set).report
         for email, reason in report.failed:
             log.warning("%s: failed: %s", email, reason)
@@ -72,6 +75,14 @@ class Service:
         if report.sent or report.failed or report.retrying:
             log.info("sent %d, retrying %d, failed %d", len(report.sent), len(report.retrying), len(report.failed))
         return report
+
+    def end_pauses(self, now: datetime) -> list[str]:
+        """Pauses "until a date" whose day has come end before the subscribers' slots are looked at."""
+        with ReaderStore(self.dep.state) as store:
+            resumed = store.end_pauses(now)
+        for email in resumed:
+            log.info("%s: the pause ended; the next issue catches up on it", email)
+        return resumed
 
     def fetch(self, names: list[str] | None = None) -> list[ingest.IngestReport]:
         config = self.config
