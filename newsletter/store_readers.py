@@ -118,6 +118,9 @@ class ReaderStore(Store):
         return self
 
     def readers_upgrade(self) -> None:
+        row = self._q("SELECT value FROM meta WHERE key='readers_schema'").fetchone()
+        if row is not None and int(row[0]) == READERS_SCHEMA:
+            return  # every open but the first: no lock taken
         with self.transaction():
             self._serialise("readers_schema")  # two services started together create the tables once
             row = self._q("SELECT value FROM meta WHERE key='readers_schema'").fetchone()
