@@ -28,6 +28,7 @@ from newsletter.roster import Member, Roster
 from newsletter.signup import CADENCES, ProfileForm
 from newsletter.store_readers import ReaderStore
 from newsletter.tokens import Purpose
+from newsletter.web import live
 from newsletter.web.site import Site, read_form
 
 FORM = "manage"
@@ -86,7 +87,8 @@ def routes(site: Site) -> list[Route]:
             form=form or ProfileForm(), values=values or values_of(member.subscriber), cadences=list(CADENCES),
             default_zone=member.subscriber.timezone, proposals=proposals, previewed=previewed,
             ratings=[(r, rated.get(r.entry_id)) for r in ratings], notice=notice, problem=problem, token=token,
-            feed=site.links.feed(email, version), csrf=site.form_token(FORM, token))
+            feed=site.links.feed(email, version), csrf=site.form_token(FORM, token),
+            **live.context(site, prefill_zone=False))
 
     async def show(request: Request) -> Response:
         member = await member_of(request)
