@@ -31,35 +31,27 @@
     return el && "value" in el ? el.value : "";
   }
 
+  function element(tag, className, text) {
+    const el = document.createElement(tag);
+    if (className) { el.className = className; }
+    if (text) { el.textContent = text; }
+    return el;
+  }
+
   function show(data) {
     const parts = [];
     const errors = data.errors || {};
     for (const key of Object.keys(errors)) {
-      const p = document.createElement("p");
-      p.className = "error";
-      p.textContent = (key === "exclude" ? "Excludes, " : "Keywords, ") + errors[key];
-      parts.push(p);
+      parts.push(element("p", "error", (key === "exclude" ? "Excludes, " : "Keywords, ") + errors[key]));
     }
-    if (data.error) {
-      const p = document.createElement("p");
-      p.className = "error";
-      p.textContent = data.error;
-      parts.push(p);
-    }
+    if (data.error) { parts.push(element("p", "error", data.error)); }
     if (data.heading) {
-      const h = document.createElement("h2");
-      h.textContent = data.heading;
-      parts.push(h);
-      const list = document.createElement("ol");
-      list.className = "papers";
+      parts.push(element("h2", "", data.heading));
+      const list = element("ol", "papers", "");
       for (const paper of data.papers || []) {
-        const li = document.createElement("li");
-        li.textContent = paper.title;
+        const li = element("li", "", paper.title);
         if (paper.terms && paper.terms.length) {
-          const terms = document.createElement("span");
-          terms.className = "muted";
-          terms.textContent = " (" + paper.terms.join(", ") + ")";
-          li.appendChild(terms);
+          li.appendChild(element("span", "muted", " (" + paper.terms.join(", ") + ")"));
         }
         list.appendChild(li);
       }
