@@ -6,8 +6,8 @@ same issues rendered each alone (`rendering.render` without a cache) on a sample
 
 Entries: the real papers in tests/data (Hugging Face daily JSON and the saved listing). Profiles:
 1-5 queries drawn from a pool (phrases, prefixes, field scopes), some excludes, several time zones,
-max_entries 3-20. Matching and issue building are outside the timed part: what is timed is the
-unsubscribe links, the renderer and the message writer, as newsletter/builder.py calls them. One
+max_entries 3-20. Matching and issue building are outside the timed part: what is timed is
+`newsletter.composer.Composer` as newsletter/builder.py calls it (the links, the renderer, the message). One
 process, one core; the rates are per second of this process's CPU time (the machine is shared, so
 wall time is printed beside it).
 """
@@ -24,10 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from newsletter import message as messagelib  # noqa: E402
+from newsletter.composer import Composer  # noqa: E402
 from newsletter.matching import EntryIndex, Profile  # noqa: E402
 from newsletter.models import Issue, Settings, SmtpConfig, Subscriber  # noqa: E402
-from newsletter.rendering import SlotRenderer, environment, render  # noqa: E402
+from newsletter.rendering import SlotRenderer  # noqa: E402
 from newsletter.sources import hf_daily, listing  # noqa: E402
 
 NOW = datetime(2026, 11, 27, 7, 0, tzinfo=timezone.utc)
@@ -61,26 +61,19 @@ def main() -> None:
                          max_entries=rng.choice([3, 5, 10, 20]), min_upvotes=0, send_empty=True)
         matches = index.select(Profile.from_strings(sub.keywords, sub.exclude), limit=sub.max_entries)
         work.append(Issue(id=f"{i:032x}", subscriber=sub, slot=NOW, built_at=NOW, matches=tuple(matches)))
-    env = environment(None)
     papers = sum(len(w.matches) for w in work)
-
-    def message(renderer: SlotRenderer | None, issue: Issue) -> bytes:
-        links = messagelib.unsubscribe_links(settings, issue.subscriber.email, "bench-secret")
-        change = messagelib.change_profile_url(settings, issue.subscriber.email)
-        if renderer is None:
-            r = render(issue, settings, unsubscribe_url=links.visible, change_url=change, env=env)
-        else:
-            r = renderer.render(issue, unsubscribe_url=links.visible, change_url=change)
-        return messagelib.build(r, settings, issue.subscriber, links, NOW)
-
-    renderer = SlotRenderer(settings, env)
+    # what the builder calls per subscriber: links (unsubscribe, manage, view, rating), render, message
+    compose = Composer(settings, link_secret="bench-secret-0123456789")
     start, cpu = time.perf_counter(), time.process_time()
-    size = sum(len(message(renderer, issue)) for issue in work)
+    size = sum(len(compose(issue)[1]) for issue in work)
     shared_s, shared_cpu = time.perf_counter() - start, time.process_time() - cpu
+    renderer = next(r for r in compose._cache.values() if isinstance(r, SlotRenderer))
     sample = work[: args.sample]
+    alone = Composer(settings, link_secret="bench-secret-0123456789")
     start, cpu = time.perf_counter(), time.process_time()
     for issue in sample:
-        message(None, issue)
+        alone.forget()  # nothing shared between issues but the parsed templates
+        alone(issue)
     alone_s, alone_cpu = time.perf_counter() - start, time.process_time() - cpu
     shared_rate = len(work) / shared_cpu
     plans = sum(1 for p in renderer._plans.values() if not isinstance(p, int))

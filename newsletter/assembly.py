@@ -32,7 +32,7 @@ _SLOT_OPEN = "@@nl-slot-"
 _SLOT = re.compile(f"{_SLOT_OPEN}(\\d+){CLOSE}")
 _TEXT_BLOCK = re.compile(r"(<mj-(?:text|title)\b[^>]*(?<!/)>)(.*?)(</mj-(?:text|title)>)", re.S)
 # values that differ from one subscriber to the next: pieces holding them are not kept for reuse
-_PERSONAL = ("subscriber", "profile", "unsubscribe_url", "change_url", "issue.id")
+_PERSONAL = ("subscriber", "profile", "unsubscribe_url", "change_url", "view_url", "rate_url", "issue.id")
 _SHARED_LIMIT = 50_000  # distinct shared pieces kept per renderer before the store starts again
 
 
@@ -133,12 +133,17 @@ def split_tokens(source: str, n: int) -> list[str] | None:
     return parts
 
 
-def fill(source: str, pieces: Sequence[str]) -> list[str]:
-    """`source` (already checked by `split_tokens`) with each placeholder replaced by its piece."""
+def fill(source: str, pieces: Sequence[str | tuple[str, ...]]) -> list[str]:
+    """`source` (already checked by `split_tokens`) with each placeholder replaced by its piece (or
+    pieces: a card with rating links is several)."""
     out: list[str] = []
     for i, part in enumerate(_TOKEN.split(source)):
         if i % 2:
-            out.append(pieces[int(part)])
+            piece = pieces[int(part)]
+            if type(piece) is tuple:
+                out.extend(piece)
+            else:
+                out.append(piece)  # type: ignore[arg-type]
         elif part:
             out.append(part)
     return out
@@ -172,7 +177,7 @@ def frame(compiled: str, blocks: int) -> Frame | None:
     return [SharedText(p) for p in parts[0::2]], order
 
 
-def assemble(fr: Frame, blocks: list[str], cards: Sequence[str]) -> list[str]:
+def assemble(fr: Frame, blocks: list[str], cards: Sequence[str | tuple[str, ...]]) -> list[str]:
     """The frame's static pieces with the blocks (cards filled in) between them, empty ones left out."""
     static, order = fr
     filled = [fill(b, cards) if OPEN in b else [b] for b in blocks]
@@ -309,7 +314,7 @@ class Plan:
                    [item(p) for p in fill(text_source, refs)])
 
     @staticmethod
-    def _filled(items: list[Item], values: Sequence[str], cards: Sequence[str],
+    def _filled(items: list[Item], values: Sequence[str], cards: Sequence[tuple[str, ...]],
                 intern: Callable[[str], SharedText]) -> Pieces:
         out: list[str] = []
         for it in items:
@@ -317,13 +322,13 @@ class Plan:
             if kind is SharedText:
                 out.append(it)  # type: ignore[arg-type]
             elif kind is _CardRef:
-                out.append(cards[it.k])  # type: ignore[union-attr]
+                out.extend(cards[it.k])  # type: ignore[union-attr]  # a card is a tuple of pieces
             else:
                 piece = it(values)  # type: ignore[operator]
                 out.append(intern(piece) if it.shared else piece)  # type: ignore[union-attr]
         return joined(out)
 
-    def fill(self, values: list[str], html_cards: Sequence[str], text_cards: Sequence[str],
+    def fill(self, values: list[str], html_cards: Sequence[tuple[str, ...]], text_cards: Sequence[tuple[str, ...]],
              intern: Callable[[str], SharedText]) -> tuple[Pieces, Pieces]:
         escaped = list(values)
         for i in self.html_slots:

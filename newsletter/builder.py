@@ -14,16 +14,15 @@ from datetime import datetime
 from newsletter import issues as issuelib
 from newsletter import message as messagelib
 from newsletter import records, trending, updates
-from newsletter.errors import ConfigError
 from newsletter.issues import Due, Window
 from newsletter.matching import EntryIndex, Profile
 from newsletter.models import Config, Issue, Match, RenderedIssue, Subscriber
 from newsletter.query import Query, parse
-from newsletter.rendering import HTML_BUDGET, environment, render
+from newsletter.composer import Composer
 from newsletter.store import NewIssue, Store
+from newsletter.store_readers import link_versions
 
 BATCH_FROM = 64  # due subscribers from which matching runs as one numpy batch (same results)
-CARDS_KEPT = 20_000  # rendered cards kept across batches; past this the renderer starts afresh
 
 
 @dataclass(frozen=True)
@@ -67,11 +66,7 @@ class Builder:
         self.now = now
         self.link_secret = link_secret
         self.dkim_key = dkim_key
-        if config.settings.dkim is not None and not dkim_key:
-            raise ConfigError("newsletter.dkim is set but NEWSLETTER_DKIM_KEY_FILE is not: point it at the "
-                              "PEM private key of the selector")
-        self.env = environment(config.settings.templates)
-        self._cache: dict = {}  # type: ignore[type-arg]  # rendered entry cards, shared by the batches
+        self.compose = Composer(config.settings, link_secret=link_secret, dkim_key=dkim_key)
         self._queries: dict[str, Query] = {}
         self._since: datetime | None = None
         self._index: EntryIndex | None = None
@@ -101,7 +96,7 @@ class Builder:
             self._window = Window(self._index, self.now)
             self._matcher = None
             self._trending = None
-            self._cache.clear()
+            self.compose.forget()
         assert self._window is not None
         return self._index, self._window
 
@@ -109,12 +104,12 @@ class Builder:
         if not batch:
             return []
         index, window = self._index_for(min(d.since for d in batch))
-        if any(getattr(r, "card_count", 0) > CARDS_KEPT for r in self._cache.values()):
-            self._cache.clear()  # memory stays bounded whatever the number of subscribers
+        self.compose.bound()
         ids = [e.id for e in index.entries]
         emails = [d.subscriber.email for d in batch]
         delivered = self.store.delivered_among(emails, ids)
         profiles = {d.subscriber.email: self.profile(d.subscriber) for d in batch}
+        versions = link_versions(self.store, emails) if self.compose.web is not None else {}
         picked = self._batch_select(index, window, batch, profiles, delivered) if len(batch) >= BATCH_FROM else {}
         changes = self._changes_since(min(d.since for d in batch))
         received = self.store.delivered_among([d.subscriber.email for d in batch if d.subscriber.updates],
@@ -149,7 +144,7 @@ class Builder:
                           if sub.trending_only else "none of the new entries matched the profile")
                 out.append(Built(d, issue, None, None, reason))
                 continue
-            rendered, msg = self._render(issue)
+            rendered, msg = self.compose(issue, versions.get(sub.email, 0))
             out.append(Built(d, issue, rendered, msg, ""))
         return out
 
@@ -193,20 +188,3 @@ class Builder:
             for p, sub in enumerate(subs):
                 out[sub.email] = matcher.matches(profiles[sub.email], result.top(p)[: sub.max_entries])
         return out
-
-    def _render(self, issue: Issue) -> tuple[RenderedIssue, bytes]:
-        settings = self.config.settings
-        links = messagelib.unsubscribe_links(settings, issue.subscriber.email, self.link_secret)
-        rendered = render(issue, settings, unsubscribe_url=links.visible,
-                          change_url=messagelib.change_profile_url(settings, issue.subscriber.email),
-                          env=self.env, cache=self._cache, budget=HTML_BUDGET)
-        msg = messagelib.to_bytes(messagelib.build(rendered, settings, issue.subscriber, links, self.now))
-        if settings.dkim is not None:
-            from dkim import DKIMException
-
-            assert self.dkim_key is not None
-            try:
-                msg = messagelib.dkim_sign(msg, settings.dkim.domain, settings.dkim.selector, self.dkim_key)
-            except DKIMException as exc:
-                raise ConfigError(f"DKIM signing failed ({type(exc).__name__}: {exc}); check the key") from exc
-        return rendered, msg

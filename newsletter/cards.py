@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote_plus
+from urllib.parse import quote, quote_plus
 
 from markupsafe import Markup, escape
 
@@ -265,10 +265,22 @@ class Card:
     text: str
     fields: dict[str, Any]
     lead: str = ""  # the text part's section heading, before this card's number ("Trending")
+    # "more / less like this": the rating links' HTML and text, cut where the issue's rating
+    # prefix goes (`Links.rating`): the card stays the same for every subscriber
+    rate_html: tuple[str, ...] = ()
+    rate_text: tuple[str, ...] = ()
 
     def numbered(self, number: int) -> str:
         """The card as the text part shows it: its number, after its section heading if any."""
         return f"{self.lead}{number}. {self.text}"
+
+    def rated_html(self, prefix: str) -> str:
+        """The card's HTML with its rating links for one issue (`prefix`); without one, none."""
+        return self.html + prefix.join(self.rate_html) if prefix and self.rate_html else self.html
+
+    def rated_text(self, number: int, prefix: str) -> str:
+        text = self.numbered(number)
+        return text + prefix.join(self.rate_text) if prefix and self.rate_text else text
 
 
 class _Paper:
@@ -332,9 +344,10 @@ class _Paper:
 class CardMaker:
     """Builds cards for one catalogue, sharing each paper's parts between its variants."""
 
-    def __init__(self, words: Catalogue, queries: dict[str, Query] | None = None) -> None:
+    def __init__(self, words: Catalogue, queries: dict[str, Query] | None = None, *, rating: bool = False) -> None:
         self.words = words
         self.queries: dict[str, Query] = {} if queries is None else queries
+        self.rating = rating  # whether cards carry "more / less like this" (there is a web service)
         self._papers: dict[str, _Paper] = {}
         self._why: dict[tuple[tuple[str, str], ...], tuple[str, str, str]] = {}
 
@@ -385,7 +398,16 @@ class CardMaker:
                   "trimmed": p.cut, "terms": list(match.terms), "score": match.score, "meta": meta_text,
                   "title_html": Markup(title_html), "abstract_html": Markup(abstract_html),
                   "title_text": title_text, "abstract_text": abstract_text}
-        return Card(html, text, fields, head_text)
+        if not self.rating:
+            return Card(html, text, fields, head_text)
+        return Card(html, text, fields, head_text, *self._rate(match.entry.id))
+
+    def _rate(self, entry_id: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        path = quote(entry_id, safe="/:")
+        more, less = self.words("more_like_this"), self.words("less_like_this")
+        return (('<p class="r"><a href="', f'/more/{_esc(path)}">{_esc(more)}</a> · <a href="',
+                 f'/less/{_esc(path)}">{_esc(less)}</a></p>'),
+                (f"\n   {more}: ", f"/more/{path}\n   {less}: ", f"/less/{path}"))
 
     def update_card(self, update: Update, first: bool) -> Card:
         """A paper received before, in one short block: its title, what changed, its links."""

@@ -2,6 +2,9 @@
 rate a paper, view an issue on the web, a private Atom feed. Pure: base URL, subject and secret in,
 URL out; `newsletter/web` checks them with `tokens.check` for the same purpose.
 
+A digest's rating links share one signed prefix per issue (`rating`); `feedback` signs one paper
+alone (the preference centre's and the web view's links).
+
 Manage and feed links carry the subscriber's link version: rotating it (from the preference
 centre) revokes every earlier one. Issue and rating links never expire, like the mails they are in.
 """
@@ -48,6 +51,13 @@ class Links:
 
     def view(self, issue_id: str) -> str:
         return f"{self.base_url}/view/{make(Purpose.VIEW, issue_id, self.secret)}"
+
+    def rating(self, email: str, issue_id: str) -> str:
+        """The base of every "more / less like this" link of one issue: a paper's link is
+        `{rating}/more/{entry id}` (or `/less/`), so one signature serves all the papers of the issue
+        and a card is the same for every subscriber but for this prefix. The service accepts only
+        papers that issue carried."""
+        return f"{self.base_url}/rate/{make(Purpose.FEEDBACK, _subject(email, issue_id), self.secret)}"
 
     def feedback(self, email: str, entry_id: str, verdict: int, issue_id: str = "") -> str:
         token = make(Purpose.FEEDBACK, _subject(str(verdict), email, entry_id, issue_id), self.secret)

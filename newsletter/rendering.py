@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -120,11 +120,13 @@ class SlotRenderer:
         self.env = env or environment(settings.templates)
         self.words = Catalogue(self.env, settings.language)
         self._queries: dict[str, Query] = {}
-        self._maker = CardMaker(self.words, self._queries)
+        self._maker = CardMaker(self.words, self._queries, rating=bool(settings.base_url))
         self._cards: dict[tuple[Any, ...], Card] = {}
         self._odd_cards: set[int] = set()  # ids of cards whose data carries placeholder text
-        self._html_cards: dict[int, SharedText] = {}  # by id(card): cards live as long as the renderer
-        self._text_cards: dict[tuple[int, int], SharedText] = {}
+        # by id(card): cards live as long as the renderer; a card with rating links is several pieces,
+        # the issue's rating prefix going between them
+        self._html_cards: dict[tuple[int, bool], tuple[SharedText, ...]] = {}
+        self._text_cards: dict[tuple[int, int, bool], tuple[SharedText, ...]] = {}
         self._frames: dict[str, Frame | None] = {}
         self._planned = _default_theme(self.env)
         self._plans: dict[Any, Plan | int] = {}  # shape -> its plan, 1 (seen once) or 0 (none)
@@ -174,18 +176,21 @@ class SlotRenderer:
         cards.extend(self.update_card(u, not i) for i, u in enumerate(issue.updates))
         return cards
 
-    def render(self, issue: Issue, *, unsubscribe_url: str, change_url: str,
-               budget: int | None = None) -> RenderedIssue:
+    def render(self, issue: Issue, *, unsubscribe_url: str, change_url: str, view_url: str = "", rate_url: str = "",
+               budget: int | None = None, total: int | None = None) -> RenderedIssue:
         """One issue. With `budget` (bytes of HTML), the papers that do not fit are left out, last
-        first, and a line says how many (linking the web archive when base_url is set)."""
-        full = self._render(issue, unsubscribe_url, change_url, total=len(issue.matches))
+        first, and a line says how many (linking the web archive when base_url is set). `view_url`:
+        the issue on the web; `rate_url`: the prefix of its "more / less like this" links; `total`: how
+        many papers matched when `issue` holds only the first of them."""
+        links = _Personal(unsubscribe_url, change_url, view_url, rate_url)
+        total = len(issue.matches) if total is None else total
+        full = self._render(issue, links, total=total)
         if budget is None or _size(full) <= budget:
             return full
         lo, hi, best = 0, len(issue.matches) - 1, None
         while lo <= hi:  # the most papers that fit
             mid = (lo + hi) // 2
-            attempt = self._render(replace(issue, matches=issue.matches[:mid]), unsubscribe_url, change_url,
-                                   total=len(issue.matches))
+            attempt = self._render(replace(issue, matches=issue.matches[:mid]), links, total=total)
             if _size(attempt) <= budget:
                 best, lo = attempt, mid + 1
             else:
@@ -195,11 +200,12 @@ class SlotRenderer:
                               "raise the budget or shorten the template")
         return best
 
-    def context(self, issue: Issue, *, unsubscribe_url: str, change_url: str, total: int | None = None
-                ) -> dict[str, Any]:
+    def context(self, issue: Issue, *, unsubscribe_url: str, change_url: str, view_url: str = "", rate_url: str = "",
+                total: int | None = None) -> dict[str, Any]:
         """What the templates see for `issue` (its cards in `papers`, without their placeholders)."""
         cards = self.cards(issue)
-        return self._context(issue, cards, unsubscribe_url, change_url, len(issue.matches) if total is None else total)
+        return self._context(issue, cards, _Personal(unsubscribe_url, change_url, view_url, rate_url),
+                             len(issue.matches) if total is None else total)
 
     def _head(self, issue: Issue, total: int) -> tuple[str, str, str, str]:
         """Subject, preheader, the preheader wrapped for the text part, and the local date."""
@@ -225,8 +231,7 @@ class SlotRenderer:
             found = self._profiles[key] = profile_summary(issue, self.words)
         return {**found, "keywords": list(s.keywords), "exclude": list(s.exclude)}
 
-    def _context(self, issue: Issue, cards: list[Card], unsubscribe_url: str, change_url: str,
-                 total: int) -> dict[str, Any]:
+    def _context(self, issue: Issue, cards: list[Card], links: _Personal, total: int) -> dict[str, Any]:
         words = self.words
         dropped = total - len(issue.matches)
         subject, pre, pre_text, day = self._head(issue, total)
@@ -245,22 +250,22 @@ class SlotRenderer:
             "papers": [c.fields for c in cards],
             "more": more,
             "profile": self._profile(issue),
-            "unsubscribe_url": unsubscribe_url,
-            "change_url": change_url,
+            "unsubscribe_url": links.unsubscribe,
+            "change_url": links.change,
+            "view_url": links.view,
+            "rate_url": links.rate,
             "t": words,
         }
 
-    def _render(self, issue: Issue, unsubscribe_url: str, change_url: str, total: int) -> RenderedIssue:
+    def _render(self, issue: Issue, links: _Personal, total: int) -> RenderedIssue:
         cards = self.cards(issue)
-        context = self._context(issue, cards, unsubscribe_url, change_url, total)
+        context = self._context(issue, cards, links, total)
         if not self._planned:
             return self._render_jinja(issue, cards, context, total)
         key, values = shape(context)
         plan = self._plans.get(key)
         if isinstance(plan, Plan) and not self._odd(values, cards):
-            html_pieces, text_pieces = plan.fill(values, [self._html_card(c) for c in cards],
-                                                 [self._text_card(c, i) for i, c in enumerate(cards, start=1)],
-                                                 self._interned)
+            html_pieces, text_pieces = plan.fill(values, *self._card_pieces(cards, links.rate), self._interned)
             return RenderedIssue(issue=issue, subject=context["subject"], preheader=context["preheader"],
                                  html="".join(html_pieces), text="".join(text_pieces),
                                  dropped=total - len(issue.matches), html_pieces=html_pieces,
@@ -289,16 +294,14 @@ class SlotRenderer:
         plan = Plan.make(html_source, text_source, len(cards), paths, self._frame_of, self._interned)
         if plan is None:
             return None
-        html, text = plan.fill(values, [self._html_card(c) for c in cards],
-                               [self._text_card(c, i) for i, c in enumerate(cards, start=1)], self._interned)
+        html, text = plan.fill(values, *self._card_pieces(cards, context["rate_url"]), self._interned)
         if tuple(html) != reference.html_pieces or tuple(text) != reference.text_pieces:
             return None
         return plan
 
     def _render_jinja(self, issue: Issue, cards: list[Card], context: dict[str, Any], total: int) -> RenderedIssue:
         """The issue through Jinja (its frame compiled once per shape), the reference for plans."""
-        html_tokens = [self._html_card(c) for c in cards]
-        text_tokens = [self._text_card(c, i) for i, c in enumerate(cards, start=1)]
+        html_tokens, text_tokens = self._card_pieces(cards, context["rate_url"])
         placed = {**context, "papers": [{**c.fields, "card_html": Markup(token(k)), "card_text": token(k)}
                                         for k, c in enumerate(cards)]}
         source = _render_template(self.env, "issue.mjml.j2", placed)
@@ -313,25 +316,33 @@ class SlotRenderer:
                              text="".join(text_pieces), dropped=dropped, html_pieces=joined(html_pieces),
                              text_pieces=joined(text_pieces))
 
-    def _html_card(self, card: Card) -> SharedText:
-        found = self._html_cards.get(id(card))
-        if found is None:
-            found = self._html_cards[id(card)] = SharedText(card.html)
-        return found
+    def _card_pieces(self, cards: list[Card], rate: str) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
+        """Each card's HTML and numbered text as pieces, its rating links made with `rate` (the issue's
+        prefix, encoded once for all the cards of the message)."""
+        prefix = SharedText(rate) if rate else None
+        return ([self._html_card(c, prefix) for c in cards],
+                [self._text_card(c, i, prefix) for i, c in enumerate(cards, start=1)])
 
-    def _text_card(self, card: Card, number: int) -> SharedText:
-        key = (id(card), number)
+    def _html_card(self, card: Card, prefix: SharedText | None) -> tuple[str, ...]:
+        key = (id(card), prefix is not None)
+        found = self._html_cards.get(key)
+        if found is None:
+            found = self._html_cards[key] = _segments(card.html, card.rate_html if prefix else ())
+        return _between(found, prefix)
+
+    def _text_card(self, card: Card, number: int, prefix: SharedText | None) -> tuple[str, ...]:
+        key = (id(card), number, prefix is not None)
         found = self._text_cards.get(key)
         if found is None:
-            found = self._text_cards[key] = SharedText(card.numbered(number))
-        return found
+            found = self._text_cards[key] = _segments(card.numbered(number), card.rate_text if prefix else ())
+        return _between(found, prefix)
 
     def _frame_of(self, skeleton: str, blocks: int) -> Frame | None:
         if skeleton not in self._frames:
             self._frames[skeleton] = frame(_compile(skeleton), blocks)
         return self._frames[skeleton]
 
-    def _assemble_html(self, source: str, cards: list[SharedText], context: dict[str, Any]) -> list[str] | None:
+    def _assemble_html(self, source: str, cards: list[tuple[str, ...]], context: dict[str, Any]) -> list[str] | None:
         if split_tokens(source, len(cards)) is None:
             return None
         hollowed = hollow(source)
@@ -341,6 +352,32 @@ class SlotRenderer:
         if fr is None:
             return None  # MJML did something unexpected with a block: no shortcut for this template
         return assemble(fr, hollowed[1], cards)
+
+
+@dataclass(frozen=True)
+class _Personal:
+    """The links of one subscriber's issue."""
+
+    unsubscribe: str
+    change: str
+    view: str
+    rate: str
+
+
+def _segments(body: str, rate: tuple[str, ...]) -> tuple[SharedText, ...]:
+    """A card as shared pieces: its body and rating links, cut where the issue's prefix goes."""
+    if not rate:
+        return (SharedText(body),)
+    return (SharedText(body + rate[0]), *map(SharedText, rate[1:]))
+
+
+def _between(segments: tuple[SharedText, ...], prefix: SharedText | None) -> tuple[str, ...]:
+    if prefix is None or len(segments) == 1:  # no rating prefix (a preview): the card without its links
+        return segments
+    out: list[str] = [segments[0]]
+    for s in segments[1:]:
+        out += (prefix, s)
+    return tuple(out)
 
 
 def _size(rendered: RenderedIssue) -> int:
@@ -367,7 +404,8 @@ def _default_theme(env: jinja2.Environment) -> bool:
 def compile_whole(env: jinja2.Environment, context: dict[str, Any], cards: Sequence[Card]) -> tuple[str, str]:
     """HTML and text rendered the direct way: the whole document through Jinja and MJML at once
     (the reference the assembled output is tested against, and the path for odd data)."""
-    whole = {**context, "papers": [{**c.fields, "card_html": Markup(c.html), "card_text": c.numbered(i)}
+    rate = context.get("rate_url", "")
+    whole = {**context, "papers": [{**c.fields, "card_html": Markup(c.rated_html(rate)), "card_text": c.rated_text(i, rate)}
                                    for i, c in enumerate(cards, start=1)]}
     return (_compile(_render_template(env, "issue.mjml.j2", whole)),
             _render_template(env, "issue.txt.j2", whole))
@@ -380,23 +418,24 @@ def _compile(source: str) -> str:
         raise RenderError(f"issue.mjml.j2: MJML did not compile: {exc}") from exc
 
 
-def render(issue: Issue, settings: Settings, *, unsubscribe_url: str, change_url: str,
-           env: jinja2.Environment | None = None, cache: dict[Any, Any] | None = None,
+def render(issue: Issue, settings: Settings, *, unsubscribe_url: str, change_url: str, view_url: str = "",
+           rate_url: str = "", env: jinja2.Environment | None = None, cache: dict[Any, Any] | None = None,
            budget: int | None = None) -> RenderedIssue:
     """Render one issue. `cache` (one dict per batch) keeps a SlotRenderer so that subscribers of
     the batch share cards and frames; `budget` caps the HTML size (see `fit`)."""
     renderer = _renderer(settings, env, cache)
-    return renderer.render(issue, unsubscribe_url=unsubscribe_url, change_url=change_url, budget=budget)
+    return renderer.render(issue, unsubscribe_url=unsubscribe_url, change_url=change_url, view_url=view_url,
+                           rate_url=rate_url, budget=budget)
 
 
-def fit(issue: Issue, settings: Settings, *, unsubscribe_url: str, change_url: str,
-        env: jinja2.Environment | None = None, cache: dict[Any, Any] | None = None,
+def fit(issue: Issue, settings: Settings, *, unsubscribe_url: str, change_url: str, view_url: str = "",
+        rate_url: str = "", env: jinja2.Environment | None = None, cache: dict[Any, Any] | None = None,
         budget: int = HTML_BUDGET) -> RenderedIssue:
     """The issue rendered within `budget` bytes of HTML (Gmail clips above ~102 KB, hiding the
     footer and its unsubscribe link). Papers that do not fit are dropped from the end; the result's
     `dropped` says how many and its issue holds only the papers shown."""
-    return render(issue, settings, unsubscribe_url=unsubscribe_url, change_url=change_url, env=env,
-                  cache=cache, budget=budget)
+    return render(issue, settings, unsubscribe_url=unsubscribe_url, change_url=change_url, view_url=view_url,
+                  rate_url=rate_url, env=env, cache=cache, budget=budget)
 
 
 def _renderer(settings: Settings, env: jinja2.Environment | None, cache: dict[Any, Any] | None) -> SlotRenderer:

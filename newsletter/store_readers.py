@@ -327,3 +327,14 @@ class PostgresReaderStore(ReaderStore, PostgresStore):
     dialect = "postgresql"
     _insert_order = "ie.ctid"  # the physical order: rows are written once (only an entry merge rewrites one)
     _errors = (psycopg.Error,)
+
+
+def link_versions(store: Store, emails: Sequence[str]) -> dict[str, int]:
+    """The link version of each subscriber, for the manage and feed links a digest carries, from any
+    store of either dialect: one whose readers' tables were never made (no page ever served) has
+    only version 0."""
+    if isinstance(store, ReaderStore):
+        return store.link_versions(emails)
+    if store._q("SELECT value FROM meta WHERE key='readers_schema'").fetchone() is None:
+        return {}
+    return ReaderStore.link_versions(store, emails)  # type: ignore[arg-type]  # the same queries, this connection

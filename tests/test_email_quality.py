@@ -20,6 +20,7 @@ from conftest import DATA, LISTING
 from newsletter import message as messagelib
 from newsletter.config import loads
 from newsletter.matching import EntryIndex, Profile
+from newsletter.links import Links as WebLinks
 from newsletter.models import Config, Entry, Issue, Links, Subscriber
 from newsletter.rendering import (HTML_BUDGET, SlotRenderer, compile_whole, default_templates, fit, render,
                                   environment)
@@ -242,8 +243,9 @@ def test_no_issue_over_the_budget_is_returned(budget: int) -> None:
     issue = issue_of(cfg, _heavy(34))
     assert r.issue.matches == issue.matches[:len(r.issue.matches)]  # the best ranked stay
     if r.dropped:  # it kept as many as fit: one more paper (and one fewer left out) would not
-        one_more = SlotRenderer(cfg.settings)._render(replace(issue, matches=issue.matches[:len(r.issue.matches) + 1]),
-                                                      links.visible, "mailto:digest@example.org", total=34)
+        one_more = SlotRenderer(cfg.settings).render(replace(issue, matches=issue.matches[:len(r.issue.matches) + 1]),
+                                                     unsubscribe_url=links.visible,
+                                                     change_url="mailto:digest@example.org", total=34)
         assert len(one_more.html.encode()) > budget
     if r.dropped:
         assert f"{r.dropped} more papers matched; raise the size budget or lower max_entries" in r.html
@@ -276,8 +278,18 @@ def _subscribers(n: int) -> list[Subscriber]:
     return subs
 
 
-@pytest.mark.parametrize("language", ["en", "fr"])
-def test_assembled_issues_are_byte_identical_to_rendering_each_alone(language: str) -> None:
+def _web_links(cfg: Config, email: str, issue_id: str, web: bool) -> dict[str, str]:
+    """The links a digest carries: with a web service, the preference centre, the issue on the web
+    and a rating prefix (each paper's "more / less like this"); without, a mailto only."""
+    if not web:
+        return {"change_url": messagelib.change_profile_url(cfg.settings, email)}
+    links = WebLinks(cfg.settings.base_url or "", "s3cret")
+    return {"change_url": links.manage(email, 3), "view_url": links.view(issue_id),
+            "rate_url": links.rating(email, issue_id)}
+
+
+@pytest.mark.parametrize(("language", "web"), [("en", False), ("fr", False), ("en", True), ("fr", True)])
+def test_assembled_issues_are_byte_identical_to_rendering_each_alone(language: str, web: bool) -> None:
     cfg = config({"language": language})
     entries = hf_entries() + listing_entries()
     env = environment(None)  # templates parsed once; each `render` alone still builds every piece anew
@@ -286,24 +298,25 @@ def test_assembled_issues_are_byte_identical_to_rendering_each_alone(language: s
     for k, sub in enumerate(_subscribers(200)):
         issue = issue_of(cfg, entries, sub, issue_id=f"issue{k}")
         links = messagelib.unsubscribe_links(cfg.settings, sub.email, "s3cret")
-        change = messagelib.change_profile_url(cfg.settings, sub.email)
-        fast = shared.render(issue, unsubscribe_url=links.visible, change_url=change)
-        alone = render(issue, cfg.settings, unsubscribe_url=links.visible, change_url=change, env=env)
+        personal = _web_links(cfg, sub.email, issue.id, web)
+        fast = shared.render(issue, unsubscribe_url=links.visible, **personal)
+        alone = render(issue, cfg.settings, unsubscribe_url=links.visible, env=env, **personal)
         assert (fast.html, fast.text, fast.subject, fast.preheader) == \
             (alone.html, alone.text, alone.subject, alone.preheader), sub
         assert "".join(fast.html_pieces) == fast.html and "".join(fast.text_pieces) == fast.text
+        if web:  # every paper carries its own rating links, under this issue's signed prefix
+            rate = personal["rate_url"]
+            for m in issue.matches:
+                assert f'href="{rate}/more/{m.entry.id}"' in fast.html and f"{rate}/less/{m.entry.id}\n" in fast.text
+            assert fast.html.count("/more/") == len(issue.matches) and personal["view_url"] in fast.text
         if k % 20 == 0:  # and both equal the whole document compiled at once
             cards = [shared.card(m) for m in issue.matches]
-            context = _context_of(shared, issue, links.visible, change)
+            context = shared.context(issue, unsubscribe_url=links.visible, **personal)
             assert compile_whole(shared.env, context, cards) == (fast.html, fast.text)
         compared += bool(issue.matches)
         shapes.add(len(issue.matches))
     assert compared > 150
     assert len(shared._frames) == len(shapes)  # the frame was compiled once per shape, not per subscriber
-
-
-def _context_of(renderer: SlotRenderer, issue: Issue, unsubscribe: str, change: str) -> dict[str, Any]:
-    return renderer.context(issue, unsubscribe_url=unsubscribe, change_url=change)
 
 
 def test_data_that_carries_the_placeholder_text_is_rendered_the_direct_way() -> None:
@@ -313,7 +326,8 @@ def test_data_that_carries_the_placeholder_text_is_rendered_the_direct_way() -> 
     assert r.html.count('<h2 class="t"') == 1
 
 
-def test_messages_filled_from_plans_are_the_bytes_of_rendering_each_alone(tmp_path: Path) -> None:
+@pytest.mark.parametrize("web", [False, True])
+def test_messages_filled_from_plans_are_the_bytes_of_rendering_each_alone(tmp_path: Path, web: bool) -> None:
     """The default theme is rendered once per shape and filled per subscriber: the messages are the
     same bytes as each issue rendered alone through Jinja; a user's template is never planned."""
     cfg = config()
@@ -323,10 +337,9 @@ def test_messages_filled_from_plans_are_the_bytes_of_rendering_each_alone(tmp_pa
     for k, sub in enumerate(_subscribers(120)):
         issue = issue_of(cfg, entries, sub, issue_id=f"issue{k}")
         links = messagelib.unsubscribe_links(cfg.settings, sub.email, "s3cret")
-        change = messagelib.change_profile_url(cfg.settings, sub.email)
-        fast = shared.render(issue, unsubscribe_url=links.visible, change_url=change, budget=HTML_BUDGET)
-        alone = render(issue, cfg.settings, unsubscribe_url=links.visible, change_url=change, env=env,
-                       budget=HTML_BUDGET)
+        personal = _web_links(cfg, sub.email, issue.id, web)
+        fast = shared.render(issue, unsubscribe_url=links.visible, budget=HTML_BUDGET, **personal)
+        alone = render(issue, cfg.settings, unsubscribe_url=links.visible, env=env, budget=HTML_BUDGET, **personal)
         assert messagelib.build(fast, cfg.settings, sub, links, NOW) == \
             messagelib.build(alone, cfg.settings, sub, links, NOW), sub
     plans = [p for p in shared._plans.values() if not isinstance(p, int)]

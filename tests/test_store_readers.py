@@ -136,3 +136,15 @@ def test_a_snapshot_has_the_tables_and_never_writes(state: Path | str) -> None:
         copy.rate(Rating(ADA, "e", None, 1, NOW))
     with ReaderStore(state) as store:
         assert store.link_version(ADA) == 1 and store.ratings(ADA) == []
+
+
+def test_a_digest_reads_link_versions_from_any_store_of_either_dialect(state: Path | str) -> None:
+    from newsletter.store import Store
+    from newsletter.store_readers import link_versions
+
+    with Store(state) as plain:
+        assert link_versions(plain, [ADA]) == {}  # no page ever served: no readers' tables, version 0
+    with ReaderStore(state) as store:
+        store.rotate_links(ADA)
+    with Store(state) as plain:
+        assert not isinstance(plain, ReaderStore) and link_versions(plain, [ADA, "bo@example.org"]) == {ADA: 1}
