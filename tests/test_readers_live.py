@@ -76,6 +76,11 @@ def test_sign_up_page_previews_live_and_takes_the_browsers_time_zone(site: dict[
         assert _titles(page) == _expected(dep, ["title:diffusion"])
         page.check("#mode-trending")
         expect(page.locator("#live-preview li").first).to_be_visible()
+        page.fill("#email", "x@example.org")
+        page.get_by_role("button", name="Preview the last 7 days").click()  # the form's own preview ...
+        page.locator("#live-preview h2").wait_for()
+        expect(page.locator("#server-preview")).to_have_count(0)  # ... gives way to the live one: shown once
+        expect(page.get_by_text("The last 7 days would have brought")).to_have_count(1)
         context.close()
     assert problems == []
     assert dump(dep.state) == before and site["mail"].messages == []

@@ -58,6 +58,8 @@
       parts.push(list);
     }
     live.replaceChildren(...parts);
+    const served = document.getElementById("server-preview");  // the form's own (no-script) preview
+    if (served) { served.remove(); }
   }
 
   let timer = 0;
