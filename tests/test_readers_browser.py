@@ -142,6 +142,10 @@ def test_a_reader_signs_up_shapes_their_digest_rates_a_paper_and_leaves(
         assert len(recorder.messages) > before and second is not first
         assert "Causal Discovery from Streaming" in body(second) and "Language Model for Proteins" not in body(second)
 
+        page.goto(from_digest(second, "view"))  # "View in browser": the issue that was sent
+        page.get_by_text("Causal Discovery from Streaming Interventions").first.wait_for()
+        shot(page, "view")
+
         # "Less like this" from that digest -> a proposed change with its replayed effect -> applied ->
         # the profile changed
         page.goto(from_digest(second, "rate", "less/2611.00003"))
