@@ -110,8 +110,9 @@ def parse(data: bytes) -> list[Bounce]:
     return out
 
 
-def read_box(path: Path) -> Iterator[bytes]:
-    """Every message of a Maildir (a folder with cur/ and new/) or an mbox file, read-only."""
+def read_box(path: Path, done: set[str] | None = None) -> Iterator[bytes]:
+    """Every message of a Maildir (a folder with cur/ and new/) or an mbox file, read-only.
+    `done` (a Maildir watched by `run`): the keys of messages read before, skipped; grows."""
     if path.is_dir():
         if not (path / "cur").is_dir() and not (path / "new").is_dir():
             raise ConfigError(f"{path}: not a Maildir (no cur/ or new/ folder); pass a Maildir or an mbox file")
@@ -122,10 +123,15 @@ def read_box(path: Path) -> Iterator[bytes]:
         raise ConfigError(f"{path}: no such Maildir or mbox file")
     try:
         for key in box.keys():
+            if done is not None and key in done:
+                continue
             try:
-                yield box.get_bytes(key)
+                data = box.get_bytes(key)
             except (OSError, KeyError):
                 continue  # taken away by a mail client meanwhile
+            if done is not None:
+                done.add(key)
+            yield data
     finally:
         box.close()
 
@@ -156,10 +162,10 @@ def who(store: ReaderStore, config: Config, bounce: Bounce) -> tuple[str, str | 
     return None
 
 
-def process(store: ReaderStore, config: Config, path: Path, now: datetime) -> Summary:
-    """Read the box and record what its DSNs say; nothing in the box is changed."""
+def process(store: ReaderStore, config: Config, path: Path, now: datetime, *, done: set[str] | None = None) -> Summary:
+    """Read the box and record what its DSNs say; nothing in the box is changed. `done`: see read_box."""
     summary = Summary()
-    for data in read_box(path):
+    for data in read_box(path, done):
         summary.messages += 1
         ours = False
         for bounce in parse(data):

@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 from newsletter import editing, roster
@@ -61,6 +61,10 @@ def add_parser(sub: argparse._SubParsersAction, parser_class: type[argparse.Argu
                            ("unsubscribe", "record an unsubscribe, as the one-click link does")):
         c = s.add_parser(name, help=helptext, description=helptext.capitalize() + ".")
         c.add_argument("email")
+        if name == "pause":
+            c.add_argument("--until", type=_day, metavar="DATE",
+                           help="resume on this day (YYYY-MM-DD, the subscriber's time zone) with one issue "
+                                "that catches up on the whole pause")
         c.set_defaults(run=cmd_sub_simple, action_name=name)
     c = s.add_parser("import", help="add subscribers from a CSV, JSON Lines or YAML file to the state store",
                      description="Import subscribers into the state store. CSV: a header row naming the columns "
@@ -179,6 +183,13 @@ def cmd_sub_set(args: argparse.Namespace) -> int:
     return 0
 
 
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a date: give it as YYYY-MM-DD") from None
+
+
 def cmd_sub_simple(args: argparse.Namespace) -> int:
     dep = _dep(args)
     if args.action_name == "remove":
@@ -186,7 +197,8 @@ def cmd_sub_simple(args: argparse.Namespace) -> int:
     elif args.action_name == "unsubscribe":
         done = editing.unsubscribe(dep, args.email, _now())
     else:
-        done = editing.pause(dep, os.environ, args.email, _now(), on=args.action_name == "pause")
+        done = editing.pause(dep, os.environ, args.email, _now(), on=args.action_name == "pause",
+                             until=getattr(args, "until", None))
     say(args.quiet, f"{args.file if done.home == 'file' else dep.state}: {done.what}")
     return 0
 

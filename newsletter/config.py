@@ -27,7 +27,7 @@ TLS_MODES = ("starttls", "tls", "none")
 _TOP_KEYS = ("newsletter", "subscribers")
 _SETTINGS_KEYS = ("title", "sender", "base_url", "sources", "schedule", "timezone", "max_entries",
                   "send_empty", "min_upvotes", "smtp", "templates", "unsubscribe_mailto", "language", "dkim",
-                  "subscribe", "subscribe_domains", "confirm_hours")
+                  "subscribe", "subscribe_domains", "confirm_hours", "bounces")
 _DKIM_KEYS = ("domain", "selector")
 _SOURCE_KEYS = ("name", "type", "url", "path", "schedule", "timeout", "max_bytes", "catch_up_days",
                 "request_budget")
@@ -215,6 +215,7 @@ def _settings(c: Checker, node: yaml.Node | None, base: Path, env: Mapping[str, 
                     if d) if "subscribe_domains" in m else ()
     confirm_hours = (c.positive_int(m["confirm_hours"], "newsletter.confirm_hours", 1, 24 * 30)
                      if "confirm_hours" in m else 48)
+    bounce_maildir = _bounces(c, m["bounces"], base) if "bounces" in m else None
     sources = _sources(c, m.get("sources"), base)
     smtp = _smtp(c, m.get("smtp"), env)
     return Settings(
@@ -223,7 +224,23 @@ def _settings(c: Checker, node: yaml.Node | None, base: Path, env: Mapping[str, 
         max_entries=max_entries or 10, send_empty=bool(send_empty), min_upvotes=min_upvotes or 0,
         smtp=smtp, templates=templates, unsubscribe_mailto=mailto, language=language or "en", dkim=dkim,
         subscribe=subscribe is not False, subscribe_domains=domains, confirm_hours=confirm_hours or 48,
+        bounce_maildir=bounce_maildir,
     )
+
+
+def _bounces(c: Checker, node: yaml.Node, base: Path) -> Path | None:
+    """`bounces: {maildir: PATH}` (relative to the subscribers file): the Maildir `run` watches."""
+    fields = c.mapping(node, "newsletter.bounces", ("maildir",))
+    if "maildir" not in fields:
+        c.error(node, "newsletter.bounces: missing 'maildir' (the Maildir that receives bounce reports)")
+        return None
+    value = c.string(fields["maildir"], "newsletter.bounces.maildir")
+    if not value:
+        return None
+    path = (base / value).resolve()
+    if path.exists() and not path.is_dir():
+        c.error(node, f"newsletter.bounces.maildir: '{value}' is not a folder (a Maildir, with cur/ and new/)")
+    return path
 
 
 def _items(c: Checker, node: yaml.Node | None, what: str) -> list[yaml.Node]:

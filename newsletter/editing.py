@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from ruamel.yaml.comments import CommentedMap
@@ -21,6 +21,8 @@ from newsletter.deployment import Deployment
 from newsletter.errors import ConfigError
 from newsletter.models import Subscriber
 from newsletter.roster import Roster, validate_rows, as_dict
+from newsletter.standing import pause_end, pause_over, until_reason
+from newsletter.store_readers import ReaderStore
 
 
 @dataclass(frozen=True)
@@ -140,13 +142,33 @@ def unsubscribe(dep: Deployment, email: str, now: datetime) -> Edited:
     return Edited(sub, f"unsubscribed {sub.email}", sub.home)
 
 
-def pause(dep: Deployment, env: Mapping[str, str], email: str, now: datetime, *, on: bool) -> Edited:
-    """Pause (store state) or resume (clears every stop: pause, failures, unsubscribe)."""
+EDITOR_PAUSE = "paused by an editor (`newsletter subscribers resume` to resume)"
+READER_PAUSE = "paused by the reader (resume from the preference centre)"
+
+
+def pause(dep: Deployment, env: Mapping[str, str], email: str, now: datetime, *, on: bool,
+          until: date | None = None, by_reader: bool = False) -> Edited:
+    """Pause (store state; `until`: nothing is sent before that day in the subscriber's zone, then one
+    catch-up issue) or resume (clears every stop: pause, failures, unsubscribe)."""
     sub = _locate(dep, email)
-    with dep.store() as store:
-        store.set_paused(sub.email, "paused by an editor (`newsletter subscribers resume` to resume)" if on else None,
-                         now)
+    end = None
+    if on and until is not None:
+        end = pause_end(until, sub.timezone)
+        if pause_over(end, now):
+            raise ConfigError(f"pause until {until:%Y-%m-%d}: that day has begun already in {sub.timezone}; "
+                              "give a later date")
+    with ReaderStore(dep.state) as store:
+        if not on:
+            store.set_pause(sub.email, None, now)
+        elif until is None:
+            store.set_pause(sub.email, READER_PAUSE if by_reader else EDITOR_PAUSE, now)
+        else:
+            hint = "resume from the preference centre to resume earlier" if by_reader else \
+                "`newsletter subscribers resume` resumes earlier"
+            store.set_pause(sub.email, until_reason("the reader" if by_reader else "an editor", until, hint), now, end)
     what = f"{'paused' if on else 'resumed'} {sub.email}"
+    if on and until is not None:
+        what += f" until {until:%Y-%m-%d}"
     if not on and sub.home == "file" and (sub.paused or sub.unsubscribed):
         for key in ("paused", "unsubscribed"):
             if getattr(sub, key):

@@ -116,6 +116,7 @@ class Settings:
     subscribe: bool = True  # the public sign-up page (it also needs base_url)
     subscribe_domains: tuple[str, ...] = ()  # sign-ups only from these domains (and their subdomains)
     confirm_hours: int = 48  # how long a sign-up's confirmation link works
+    bounce_maildir: Path | None = None  # `bounces: {maildir: PATH}`: `run` reads new DSNs from it
 
 
 @dataclass(frozen=True)

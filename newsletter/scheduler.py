@@ -1,7 +1,8 @@
 """`newsletter run`: APScheduler 3 jobs that call the pipeline; no logic of their own.
 
 One cron job per (schedule, time zone) group of subscribers, so 100k subscribers are a few hundred
-jobs; one job per source on the source's own schedule; a reload check for subscribers.yaml. Group
+jobs; one job per source on the source's own schedule; a reload check for subscribers.yaml and
+(`bounces: {maildir: PATH}`) a look for new bounce reports in that Maildir, as often. Group
 jobs coalesce and have a catch-up grace period: after downtime a missed slot is sent once. Issues
 are keyed by slot and claimed before delivery, so two services (or a service and a manual `send`)
 never deliver one issue twice. SIGTERM/SIGINT stop new transactions and let in-flight ones finish.
@@ -21,13 +22,14 @@ from typing import TYPE_CHECKING
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from newsletter import ingest, pipeline
+from newsletter import bounces, ingest, pipeline
 from newsletter.config import load
 from newsletter.errors import ConfigError, NewsletterError
 from newsletter.models import Config
 from newsletter.schedule import Schedule
 from newsletter.deployment import Deployment
 from newsletter.roster import Roster
+from newsletter.store_readers import ReaderStore
 
 if TYPE_CHECKING:
     from newsletter.web import Running
@@ -55,6 +57,7 @@ class Service:
         self.scheduler: AsyncIOScheduler | None = None
         self.endpoint: Running | None = None
         self._lock = asyncio.Lock()
+        self._bounce_keys: set[str] = set()  # Maildir messages read already (the store dedupes reports too)
 
     @property
     def config(self) -> Config:
@@ -63,7 +66,9 @@ class Service:
     # --- what the jobs do (callable directly, as the tests do) -----------------------------------
 
     def send_now(self, group: tuple[str, str] | None = None) -> pipeline.SendReport:
-        report = self.dep.send(self.clock(), fetch=False, group=group, catch_up=self.catch_up,
+        now = self.clock()
+        self.end_pauses(now)
+        report = self.dep.send(now, fetch=False, group=group, catch_up=self.catch_up,
                                should_stop=self.stopping.is_set).report
         for email, reason in report.failed:
             log.warning("%s: failed: %s", email, reason)
@@ -72,6 +77,25 @@ class Service:
         if report.sent or report.failed or report.retrying:
             log.info("sent %d, retrying %d, failed %d", len(report.sent), len(report.retrying), len(report.failed))
         return report
+
+    def end_pauses(self, now: datetime) -> list[str]:
+        """Pauses "until a date" whose day has come end before the subscribers' slots are looked at."""
+        with ReaderStore(self.dep.state) as store:
+            resumed = store.end_pauses(now)
+        for email in resumed:
+            log.info("%s: the pause ended; the next issue catches up on it", email)
+        return resumed
+
+    def check_bounces(self) -> bounces.Summary | None:
+        """Read the new messages of the bounce Maildir (`bounces: {maildir: PATH}`), if one is set."""
+        path = self.config.settings.bounce_maildir
+        if path is None or not path.is_dir():
+            return None
+        with ReaderStore(self.dep.state) as store:
+            summary = bounces.process(store, self.config, path, self.clock(), done=self._bounce_keys)
+        for email in summary.suppressed:
+            log.warning("%s: suppressed: the address bounced", email)
+        return summary
 
     def fetch(self, names: list[str] | None = None) -> list[ingest.IngestReport]:
         config = self.config
@@ -166,6 +190,12 @@ class Service:
     async def _run_reload(self) -> None:
         self.reload()
 
+    async def _run_bounces(self) -> None:
+        try:
+            await self._in_thread(self.check_bounces)
+        except NewsletterError as exc:
+            log.error("bounces: %s", exc)
+
     async def _start_endpoint(self) -> None:
         """The reader-facing endpoint starts first: a slow source never keeps it down."""
         from newsletter import web
@@ -222,6 +252,8 @@ class Service:
         self._schedule_groups()
         self._schedule_sources()
         self.scheduler.add_job(self._run_reload, "interval", seconds=self.reload_every, id="reload",
+                               coalesce=True, max_instances=1)
+        self.scheduler.add_job(self._run_bounces, "interval", seconds=self.reload_every, id="bounces",
                                coalesce=True, max_instances=1)
         self.scheduler.start()
         startup = asyncio.create_task(self._startup())

@@ -9,6 +9,8 @@ active?" (building issues, delivering pending ones, the scheduler's groups, `sta
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, datetime, time
+from zoneinfo import ZoneInfo
 
 from newsletter.models import Subscriber
 from newsletter.store import StateRow
@@ -36,3 +38,22 @@ def standing(subscriber: Subscriber, row: StateRow | None) -> Standing:
     if row is not None and row.paused_reason:
         return Standing("paused", row.paused_reason)
     return Standing(ACTIVE, "")
+
+
+# --- pauses with an end date ----------------------------------------------------------------------
+# "Pause until DAY": nothing is sent before DAY; the pause ends at 00:00 of DAY in the subscriber's
+# time zone, and the first slot from then on gets one catch-up issue over the whole gap (the window
+# of an issue starts where the previous one was built: newsletter/issues.py).
+
+def pause_end(day: date, zone: str) -> datetime:
+    """When a pause "until DAY" ends: 00:00 of that day in the subscriber's zone."""
+    return datetime.combine(day, time(0, 0), tzinfo=ZoneInfo(zone))
+
+
+def pause_over(end: datetime, now: datetime) -> bool:
+    return now >= end
+
+
+def until_reason(who: str, day: date, how_to_resume: str) -> str:
+    """The reason `status` and the preference centre show for a pause with an end."""
+    return f"paused by {who} until {day:%Y-%m-%d} ({how_to_resume})"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import mailbox
+from collections.abc import Callable
 from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -16,7 +17,7 @@ from newsletter import bounces
 from newsletter.deployment import Deployment
 from newsletter.roster import Roster
 from newsletter.store_readers import ReaderStore
-from readers_kit import NOW, dsn, open_project, write_project
+from readers_kit import ENV, NOW, dsn, open_project, write_project
 
 PEOPLE = [{"email": "ada@example.org", "keywords": ['"language model"']},
           {"email": "grace@example.org", "keywords": ['"language model"']}]
@@ -132,3 +133,50 @@ def test_a_path_that_is_no_mailbox_is_a_clear_error(tmp_path: Path, capsys: pyte
     (tmp_path / "folder").mkdir()
     assert run("--file", str(dep.config.path), "bounces", str(tmp_path / "folder")) == 2
     assert "folder: not a Maildir (no cur/ or new/ folder); pass a Maildir or an mbox file" in capsys.readouterr().err
+
+
+def test_run_watches_the_bounce_maildir_and_sends_nothing_more_to_a_hard_bounce(
+        tmp_path: Path, smtp_server: tuple[Recorder, int]) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from datetime import datetime, timezone
+
+    from newsletter.models import Entry, Links
+
+    recorder, smtp_port = smtp_server
+    every_minute = [{**p, "schedule": "* * * * *"} for p in PEOPLE]
+    path = write_project(tmp_path, smtp_port, free_port(), subscribers=every_minute, bounces={"maildir": "bounces"})
+    box = mailbox.Maildir(str(tmp_path / "bounces"), create=True)
+    dep = Deployment.open(path, None, ENV)
+
+    def wait_for(what: str, predicate: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 150  # a guard for a stuck service, not a limit under test
+        while not predicate():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.2)
+
+    proc = subprocess.Popen([sys.executable, "-m", "newsletter", "--file", str(path), "run", "--port", "0"],
+                            env={**os.environ, **ENV}, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for("the first digests", lambda: len(recorder.messages) >= 2)
+        box.add(dsn("ada@example.org", _sent_to(recorder, "ada@example.org")))  # lands in new/
+        box.add(_unrelated())
+        wait_for("the bounce to be read", lambda: _standing(dep, "ada@example.org") == "bounced")
+        assert _standing(dep, "grace@example.org") == "active"
+        with ReaderStore(dep.state) as store:  # new papers for the next slot (a minute away at most)
+            store.upsert_entries([Entry(id=f"2612.0000{i}", title=f"A language model for task {i}",
+                                        links=Links(page=f"https://example.org/{i}"), sources=("listing",))
+                                  for i in range(3)], datetime.now(timezone.utc))
+        wait_for("grace's next digest", lambda: [m[1] for m in recorder.messages].count(["grace@example.org"]) == 2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "ada@example.org: suppressed: the address bounced" in err
+    assert [m[1] for m in recorder.messages].count(["ada@example.org"]) == 1
+    with ReaderStore(dep.state) as store:  # not built at all: a suppressed address is not due
+        assert [i.status for i in store.issues() if i.subscriber == "ada@example.org"] == ["sent"]
+    assert len(box) == 2  # the box is only read

@@ -18,7 +18,7 @@ from newsletter import ingest, pipeline
 from newsletter.config import load
 from newsletter.credentials import Secrets
 from newsletter.store import Store, is_url
-from newsletter.store.schema import SQLITE_V1
+from newsletter.store.schema import SCHEMA_VERSION, SQLITE_V1
 
 AT = "2026-11-27T09:00:00+00:00"
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
@@ -103,9 +103,9 @@ def test_db_upgrade_brings_a_first_release_file_up_to_date(tmp_path: Path, capsy
     db.commit()
     db.close()
     assert run("--file", str(project), "--state", str(old), "db", "upgrade") == 0
-    assert capsys.readouterr().out == f"{old}: schema 1 -> 2\n"
+    assert capsys.readouterr().out == f"{old}: schema 1 -> {SCHEMA_VERSION}\n"
     assert run("--file", str(project), "--state", str(old), "db", "upgrade") == 0
-    assert capsys.readouterr().out == f"{old}: schema 2, up to date\n"
+    assert capsys.readouterr().out == f"{old}: schema {SCHEMA_VERSION}, up to date\n"
 
 
 def test_db_upgrade_creates_a_postgresql_schema_and_refuses_a_foreign_database(
@@ -115,7 +115,7 @@ def test_db_upgrade_creates_a_postgresql_schema_and_refuses_a_foreign_database(
     project = write_config(tmp_path)
     url = pg_cluster.database()
     assert run("--file", str(project), "--state", url, "db", "upgrade") == 0
-    assert capsys.readouterr().out == f"{url}: schema none -> 2\n"
+    assert capsys.readouterr().out == f"{url}: schema none -> {SCHEMA_VERSION}\n"
     foreign = pg_cluster.database()
     with psycopg.connect(foreign, autocommit=True) as conn:
         conn.execute("CREATE TABLE notes (body text)")

@@ -2,7 +2,8 @@
 its delivery), a real SMTP server (aiosmtpd) and a real SQLite store: subscribe -> confirmation
 mail -> open the link -> confirm -> the first digest is delivered; the preference centre changes
 the keywords and the next digest follows them; "Less like this" -> a proposed change with its
-replayed effect -> applied -> the profile changed; unsubscribe from the page.
+replayed effect -> applied -> the profile changed; unsubscribe from the page. The manage link and
+"Less like this" are the ones the digests carry.
 
 With NEWSLETTER_SCREENSHOTS=DIR set, the pages are also saved there at phone and desktop widths
 (docs/readers-*.png were made so).
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +27,7 @@ from playwright.sync_api import Page
 
 from browser import chromium
 from conftest import Recorder, free_port
-from newsletter.links import LESS, Links
+from newsletter.links import Links
 from newsletter.models import Entry
 from newsletter.roster import Roster
 from newsletter.scheduler import Service
@@ -68,6 +70,14 @@ def shot(page: Page, name: str) -> None:
     page.set_viewport_size(SIZES["phone"])
 
 
+def from_digest(msg: Any, kind: str, tail: str = "") -> str:
+    """The link of this kind the digest carries (its plain-text part: the same links as the HTML)."""
+    found = re.findall(rf"https?://\S+/{kind}/\S+", body(msg))
+    chosen = [u for u in found if u.endswith(tail)] if tail else found
+    assert len(set(chosen)) == 1, (kind, tail, found)
+    return chosen[0]
+
+
 def to_reader(recorder: Recorder) -> list[Any]:
     return [m for m in wait_for_mail(recorder, len(recorder.messages)) if m["To"] == READER]
 
@@ -96,8 +106,7 @@ def test_a_reader_signs_up_shapes_their_digest_rates_a_paper_and_leaves(
         page.fill("#email", READER)
         page.fill("#keywords", '"language model"')
         page.fill("#timezone", "Europe/Berlin")
-        page.get_by_role("button", name="Preview the last 7 days").click()
-        page.get_by_text("The last 7 days would have brought").wait_for()
+        page.locator("#live-preview h2").get_by_text("The last 7 days would have brought").wait_for()  # live
         shot(page, "subscribe")
         page.get_by_role("button", name="Subscribe", exact=True).click()
         page.get_by_role("heading", name="Check your inbox").wait_for()
@@ -112,8 +121,9 @@ def test_a_reader_signs_up_shapes_their_digest_rates_a_paper_and_leaves(
         assert "RegMix" in body(first)
         assert standing().subscriber.home == "store" and standing().subscriber.timezone == "Europe/Berlin"
 
-        # the preference centre changes the keywords; the next digest follows them
-        page.get_by_role("link", name="Manage your preferences now").click()
+        # the preference centre, opened from that digest, changes the keywords; the next digest follows them
+        page.goto(from_digest(first, "manage"))
+        page.get_by_role("heading", name="Your Test Digest").wait_for()
         page.fill("#keywords", "causal*")
         page.get_by_role("button", name="Save").click()
         page.locator("#notice").wait_for()
@@ -132,8 +142,13 @@ def test_a_reader_signs_up_shapes_their_digest_rates_a_paper_and_leaves(
         assert len(recorder.messages) > before and second is not first
         assert "Causal Discovery from Streaming" in body(second) and "Language Model for Proteins" not in body(second)
 
-        # "Less like this" -> a proposed change with its replayed effect -> applied -> the profile changed
-        page.goto(links.feedback(READER, "2611.00003", LESS))
+        page.goto(from_digest(second, "view"))  # "View in browser": the issue that was sent
+        page.get_by_text("Causal Discovery from Streaming Interventions").first.wait_for()
+        shot(page, "view")
+
+        # "Less like this" from that digest -> a proposed change with its replayed effect -> applied ->
+        # the profile changed
+        page.goto(from_digest(second, "rate", "less/2611.00003"))
         shot(page, "feedback")
         page.get_by_role("button", name="Record: less like this").click()
         page.get_by_role("link", name="See the suggested change").click()

@@ -51,3 +51,17 @@ def test_bad_values_are_reported_with_their_position(tmp_path: Path) -> None:
     assert "newsletter.subscribe_domains[1]: 'not a domain' is not a domain name (e.g. lab.example.org)" in problems
     assert "newsletter.confirm_hours: must be at least 1, got 0" in problems
     assert all(p.startswith(f"{path}:") for p in caught.value.problems)
+
+
+def test_the_bounce_maildir_is_a_folder_beside_the_subscribers_file(tmp_path: Path) -> None:
+    assert load(_write(tmp_path), {}).settings.bounce_maildir is None
+    settings = load(_write(tmp_path, bounces={"maildir": "mail/bounces"}), {}).settings
+    assert settings.bounce_maildir == (tmp_path / "mail" / "bounces").resolve()  # need not exist yet
+    (tmp_path / "a-file").write_text("x")
+    for value, message in (({"maildir": "a-file"}, "newsletter.bounces.maildir: 'a-file' is not a folder "
+                                                   "(a Maildir, with cur/ and new/)"),
+                           ({"mbox": "x"}, "newsletter.bounces: unknown key 'mbox'"),
+                           ({}, "newsletter.bounces: missing 'maildir' (the Maildir that receives bounce reports)")):
+        with pytest.raises(ConfigError) as caught:
+            load(_write(tmp_path, bounces=value), {})
+        assert any(message in p for p in caught.value.problems), caught.value.problems

@@ -1,6 +1,7 @@
 """A mail scanner that fetches every link of 100 digests (GET and HEAD) changes nothing: no
-confirmation, no rating, no unsubscribe, no profile change; and the web view and the feed show
-the issues that were sent."""
+confirmation, no rating, no unsubscribe, no profile change; the links are the ones the digests
+really carry (unsubscribe, the preference centre, the issue on the web, more / less like this per
+paper). And the web view and the feed show the issues that were sent."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import httpx
 
 from conftest import Recorder, free_port
 from newsletter import signup
-from newsletter.links import LESS, MORE, Links
+from newsletter.links import Links
 from newsletter.models import Subscriber
 from newsletter.store_readers import ReaderStore
 from readers_kit import NOW, SECRET, app_for, dump, open_project, serving_on, write_project
@@ -41,23 +42,27 @@ def test_fetching_every_link_of_100_digests_changes_nothing(tmp_path: Path, smtp
     base = dep.config.settings.base_url or ""
     links = Links(base, SECRET)
     urls: set[str] = set()
+    papers = 0
     with ReaderStore(dep.state) as store:
         for _, (to,), raw in recorder.messages:
-            urls |= _urls(raw, base)  # what the digest carries today (the unsubscribe link) ...
+            carried = _urls(raw, base)  # every link of the digest: unsubscribe, manage, view, more/less per paper
             issue = re.search(rb"X-Newsletter-Issue: (\S+)", raw)
             assert issue
-            issue_id = issue.group(1).decode()
-            version = store.link_version(to)
-            urls |= {links.manage(to, version), links.feed(to, version), links.view(issue_id)}  # ... and will
-            for entry in store.issue_entries(issue_id):
-                urls |= {links.feedback(to, entry.id, MORE, issue_id), links.feedback(to, entry.id, LESS, issue_id)}
+            entries = store.issue_entries(issue.group(1).decode())
+            papers += len(entries)
+            assert {kind: sum(f"/{kind}/" in u for u in carried) for kind in ("unsubscribe", "manage", "view")} == \
+                {"unsubscribe": 1, "manage": 1, "view": 1}, carried
+            assert {u.rsplit("/", 2)[-2:][0] for u in carried if "/rate/" in u} == {"more", "less"}
+            assert sum("/rate/" in u for u in carried) == 2 * len(entries), carried
+            urls |= carried | {links.feed(to, store.link_version(to))}  # and the feed the preference centre shows
         # a pending sign-up's confirmation link, as its mail carries it
         request = signup.read_profile({"email": "new@example.org", "keywords": "rag"}, dep.config.settings,
                                       with_address=True)
         notice = signup.request(store, dep.config, signup.Policy(), links, request.fields, "192.0.2.1", NOW, None)
         assert notice is not None
         urls |= set(re.findall(r"https?://\S+/confirm/\S+", notice.text))
-    assert sum("/unsubscribe/" in u for u in urls) == READERS and sum("/feedback/" in u for u in urls) >= 2 * READERS
+    assert sum("/unsubscribe/" in u for u in urls) == READERS and sum("/rate/" in u for u in urls) == 2 * papers
+    assert sum("/manage/" in u for u in urls) == READERS and papers >= READERS
     before = dump(dep.state)
     config_text = dep.config.path.read_text()
     with serving_on(app_for(dep, web_port), web_port), httpx.Client() as scanner:

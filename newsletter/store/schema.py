@@ -6,14 +6,15 @@ and ordered as text, byte by byte, exactly as SQLite does."""
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 TABLES: dict[str, tuple[str, ...]] = {
     "entries": ("id", "title_key", "title", "abstract", "authors", "author_count", "published", "upvotes",
                 "comments", "organization", "links", "sources", "first_seen", "updated"),
     "subscribers": ("email", "name", "keywords", "exclude", "schedule", "timezone", "max_entries", "min_upvotes",
                     "send_empty", "added_at"),
-    "subscriber_state": ("email", "unsubscribed_at", "hard_failures", "paused_reason", "paused_at", "bounced_at"),
+    "subscriber_state": ("email", "unsubscribed_at", "hard_failures", "paused_reason", "paused_at", "bounced_at",
+                         "paused_until"),
     "issues": ("id", "subscriber", "slot", "built_at", "status", "subject", "message_id", "message", "entry_count",
                "attempts", "last_error", "last_code", "next_attempt", "sent_at", "possible_duplicate", "claimed_by",
                "claim_until", "expires_at", "size", "dropped"),
@@ -62,6 +63,8 @@ ALTER TABLE issues ADD COLUMN size INTEGER;
 ALTER TABLE issues ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX issues_pending ON issues(status, next_attempt) WHERE status = 'pending';
 """,
+    # 3: a pause with an end ("until a date"): when it is over, `end_pauses` lifts it.
+    3: "ALTER TABLE subscriber_state ADD COLUMN paused_until TEXT;",
 }
 
 _T = 'TEXT COLLATE "C"'
@@ -100,8 +103,10 @@ CREATE TABLE sources (
     name {_T} PRIMARY KEY, etag {_T}, last_modified {_T}, last_fetch {_T}, last_ok {_T},
     last_error {_T}, entries INTEGER);
 """
-# Version -> the statements that bring a PostgreSQL database from version-1 to it (none yet).
-POSTGRES_UPGRADES: dict[int, str] = {}
+# Version -> the statements that bring a PostgreSQL database from version-1 to it.
+POSTGRES_UPGRADES: dict[int, str] = {
+    3: f"ALTER TABLE subscriber_state ADD COLUMN paused_until {_T};",
+}
 
 
 def statements(script: str) -> list[str]:

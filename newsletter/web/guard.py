@@ -38,9 +38,11 @@ def allowed_hosts(base_url: str | None, bind_host: str) -> frozenset[str]:
     return frozenset(names)
 
 
-def csp(nonce: str) -> str:
-    """Pages: nothing runs, styles only from the nonce'd <style>, forms post only to us, never framed."""
-    return (f"default-src 'none'; style-src 'nonce-{nonce}'; img-src 'self'; form-action 'self'; "
+def csp(nonce: str, *, scripts: bool = False) -> str:
+    """Pages: nothing runs (`scripts`: only this site's own script files, never inline, which may
+    ask this site only), styles only from the nonce'd <style>, forms post only to us, never framed."""
+    run = "script-src 'self'; connect-src 'self'; " if scripts else ""
+    return (f"default-src 'none'; {run}style-src 'nonce-{nonce}'; img-src 'self'; form-action 'self'; "
             "frame-ancestors 'none'; base-uri 'none'")
 
 

@@ -10,6 +10,7 @@ unsubscribing are store state for both.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -27,10 +28,11 @@ from newsletter.roster import Member, Roster
 from newsletter.signup import CADENCES, ProfileForm
 from newsletter.store_readers import ReaderStore
 from newsletter.tokens import Purpose
+from newsletter.web import live
 from newsletter.web.site import Site, read_form
 
 FORM = "manage"
-READER_PAUSE = "paused by the reader (resume from the preference centre)"
+READER_PAUSE = editing.READER_PAUSE
 
 
 def values_of(sub: Subscriber) -> dict[str, str]:
@@ -85,7 +87,8 @@ def routes(site: Site) -> list[Route]:
             form=form or ProfileForm(), values=values or values_of(member.subscriber), cadences=list(CADENCES),
             default_zone=member.subscriber.timezone, proposals=proposals, previewed=previewed,
             ratings=[(r, rated.get(r.entry_id)) for r in ratings], notice=notice, problem=problem, token=token,
-            feed=site.links.feed(email, version), csrf=site.form_token(FORM, token))
+            feed=site.links.feed(email, version), csrf=site.form_token(FORM, token),
+            **live.context(site, prefill_zone=False))
 
     async def show(request: Request) -> Response:
         member = await member_of(request)
@@ -137,9 +140,19 @@ def routes(site: Site) -> list[Route]:
             await site.in_store(ReaderStore.forget_rating, email, data.get("entry", ""))
             return await page(request, member, notice="Rating dismissed.")
         if action == "pause":
-            await site.in_store(ReaderStore.set_paused, email, READER_PAUSE, now)
-            return await page(request, await member_of(request) or member, notice="Paused: nothing is sent until "
-                                                                                  "you resume.")
+            raw = data.get("until", "").strip()
+            try:
+                until = date.fromisoformat(raw) if raw else None
+            except ValueError:
+                return await page(request, member, problem="Not paused: give the date as YYYY-MM-DD.", status=400)
+            try:
+                await run_in_threadpool(editing.pause, dep, site.env, email, now, on=True, until=until,
+                                        by_reader=True)
+            except ConfigError as exc:
+                return await page(request, member, problem=f"Not paused: {exc}", status=400)
+            notice = (f"Paused until {until:%Y-%m-%d}: then one digest catches up on what you missed." if until
+                      else "Paused: nothing is sent until you resume.")
+            return await page(request, await member_of(request) or member, notice=notice)
         if action == "resume" and member.standing.state in ("paused", "bounced"):
             await run_in_threadpool(editing.pause, dep, site.env, email, now, on=False)
             return await page(request, await member_of(request) or member, notice="Resumed.")

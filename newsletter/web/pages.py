@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from newsletter.rendering import environment
+from newsletter.web.guard import csp
 
 
 class Pages:
@@ -20,9 +21,12 @@ class Pages:
         self.common = common  # shown on every page, e.g. the newsletter's title
 
     def render(self, request: Request, name: str, status: int = 200, headers: Mapping[str, str] | None = None,
-               background: BackgroundTask | None = None, **context: Any) -> HTMLResponse:
-        html = self.env.get_template(f"pages/{name}.html.j2").render(
-            **self.common, **context, nonce=request.scope.get("state", {}).get("nonce", ""))
+               background: BackgroundTask | None = None, scripts: bool = False, **context: Any) -> HTMLResponse:
+        """`scripts`: the page loads this site's script files (the CSP allows them, and only them)."""
+        nonce = request.scope.get("state", {}).get("nonce", "")
+        html = self.env.get_template(f"pages/{name}.html.j2").render(**self.common, **context, nonce=nonce)
+        if scripts:
+            headers = {**(headers or {}), "Content-Security-Policy": csp(nonce, scripts=True)}
         return HTMLResponse(html, status_code=status, headers=headers, background=background)
 
 

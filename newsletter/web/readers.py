@@ -13,7 +13,7 @@ from starlette.types import ASGIApp
 
 from newsletter.deployment import Deployment
 from newsletter.signup import Policy
-from newsletter.web import archive, feedback, manage, signup
+from newsletter.web import archive, feedback, live, manage, signup
 from newsletter.web.guard import Guard
 from newsletter.web.pages import Pages, no_icon
 from newsletter.web.site import Site
@@ -34,6 +34,7 @@ def readers_app(deployment: Callable[[], Deployment], env: Mapping[str, str], *,
         Route("/", health), Route("/health", health), Route("/favicon.ico", no_icon),
         *unsubscribe_routes(pages, unsubscribe, dep.secrets.verifying, title=settings.title, now=clock),
         *signup.routes(site), *manage.routes(site), *feedback.routes(site), *archive.routes(site),
+        *live.routes(site),
     ], exception_handlers=handlers(pages), max_body_size=MAX_BODY)
     app.router.redirect_slashes = False  # no redirects at all, so none can be open
     return Guard(app, hosts)

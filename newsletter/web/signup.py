@@ -15,6 +15,7 @@ from newsletter.links import split
 from newsletter.signup import CADENCES, ProfileForm
 from newsletter.store_readers import ReaderStore
 from newsletter.tokens import Purpose
+from newsletter.web import live
 from newsletter.web.site import Site, client_address, read_form
 
 FORM = "subscribe"
@@ -30,7 +31,8 @@ def routes(site: Site) -> list[Route]:
         settings = site.dep.config.settings
         return site.pages.render(request, "subscribe", status, form=form, values=values, cadences=list(CADENCES),
                                  previewed=previewed, csrf=site.form_token(FORM, FORM),
-                                 domains=site.policy.domains, default_zone=settings.timezone)
+                                 domains=site.policy.domains, default_zone=settings.timezone,
+                                 **live.context(site, prefill_zone=not values.get("timezone")))
 
     async def show(request: Request) -> Response:
         if not site.policy.enabled:
