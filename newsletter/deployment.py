@@ -20,6 +20,7 @@ from newsletter.errors import ConfigError
 from newsletter.issues import NotDue
 from newsletter.models import Config
 from newsletter.roster import Roster
+from newsletter.store_readers import ReaderStore
 from newsletter.store import IssueRow, Location, Store, is_url, location
 
 LEASE_VARIABLE = "NEWSLETTER_CLAIM_LEASE"  # seconds; default ledger.CLAIM_LEASE
@@ -129,6 +130,7 @@ class Deployment:
              **tuning: object) -> SendResult:
         """Ingest, then build and deliver what is due. `workers`: build processes (None: one per
         core when the list is big enough to be worth it, else building runs in a thread)."""
+        self.end_pauses(now)  # a pause "until a date" whose day has come ends before anyone is looked at
         with self.store() as store:
             ingested = ingest.ingest_sources(store, self.config, now) if fetch else []
             if workers is None:
@@ -138,6 +140,11 @@ class Deployment:
                                    outbox=outbox, progress=progress, catch_up=catch_up, should_stop=should_stop,
                                    workers=workers, **{**self.worker.tuning(), **tuning})  # type: ignore[arg-type]
         return SendResult(report, ingested)
+
+    def end_pauses(self, now: datetime) -> list[str]:
+        """Lift the pauses "until a date" whose day has come (`standing.pause_over`); who resumed."""
+        with ReaderStore(self.state) as store:
+            return store.end_pauses(now)
 
     def dry_run(self, now: datetime, *, fetch: bool = True, only: str | None = None) -> DryRun:
         """What `send` would do now; nothing is written (sources are ingested into a copy)."""

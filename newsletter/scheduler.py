@@ -80,8 +80,7 @@ class Service:
 
     def end_pauses(self, now: datetime) -> list[str]:
         """Pauses "until a date" whose day has come end before the subscribers' slots are looked at."""
-        with ReaderStore(self.dep.state) as store:
-            resumed = store.end_pauses(now)
+        resumed = self.dep.end_pauses(now)
         for email in resumed:
             log.info("%s: the pause ended; the next issue catches up on it", email)
         return resumed

@@ -6,7 +6,7 @@ replayed effect -> applied -> the profile changed; unsubscribe from the page. Th
 "Less like this" are the ones the digests carry.
 
 With NEWSLETTER_SCREENSHOTS=DIR set, the pages are also saved there at phone and desktop widths
-(docs/readers-*.png were made so).
+(docs/screenshots/readers-*.png were made so).
 """
 
 from __future__ import annotations

@@ -130,3 +130,19 @@ def test_the_preference_centre_pauses_until_a_date(tmp_path: Path, smtp_server: 
         assert "Resumed." in resumed.text
         with ReaderStore(dep.state) as store:
             assert store.paused_until(ADA) is None
+
+
+def test_send_from_cron_ends_a_pause_whose_day_has_come(tmp_path: Path, smtp_server: tuple[Recorder, int]) -> None:
+    """`newsletter send` run by cron, with no `run` service, lifts the pause on its day too."""
+    recorder, smtp_port = smtp_server
+    dep = open_project(write_project(tmp_path, smtp_port, free_port()))
+    editing.pause(dep, ENV, ADA, NOW, on=True, until=date(2026, 11, 29))
+    for day in (28, 29):  # a paper a day, before the 07:00 slot
+        with ReaderStore(dep.state) as store:
+            store.upsert_entries([_paper(day, True)], datetime(2026, 11, day, 6, 0, tzinfo=timezone.utc))
+    paused = dep.send(datetime(2026, 11, 28, 7, 5, tzinfo=timezone.utc), fetch=False).report
+    assert paused.sent == [] and any("until 2026-11-29" in n.reason for n in paused.skipped)
+    assert dep.send(datetime(2026, 11, 29, 7, 5, tzinfo=timezone.utc), fetch=False).report.sent == [ADA]
+    assert len(recorder.messages) == 1
+    with ReaderStore(dep.state) as store:
+        assert store.paused_until(ADA) is None

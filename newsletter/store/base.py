@@ -384,8 +384,8 @@ class Store:
                     n = self._q("SELECT hard_failures FROM subscriber_state WHERE email=?",
                                 (r.recipient,)).fetchone()[0]
                     if n >= pause_after:
-                        self._q("UPDATE subscriber_state SET paused_reason=?, paused_at=coalesce(paused_at, ?) "
-                                "WHERE email=? AND paused_reason IS NULL",
+                        self._q("UPDATE subscriber_state SET paused_reason=?, paused_at=coalesce(paused_at, ?), "
+                                "paused_until=NULL WHERE email=? AND paused_reason IS NULL",
                                 (f"paused after {n} permanent delivery failures", R.ts(now), r.recipient))
                         paused.append(r.recipient)
         return paused
@@ -429,12 +429,12 @@ class Store:
         """Pause with a reason, or (None) resume: clears pauses, failures and an unsubscribe."""
         with self.transaction():
             if reason is None:
-                self._q("UPDATE subscriber_state SET paused_reason=NULL, paused_at=NULL, hard_failures=0, "
-                        "unsubscribed_at=NULL, bounced_at=NULL WHERE email=?", (email,))
-            else:
+                self._q("UPDATE subscriber_state SET paused_reason=NULL, paused_at=NULL, paused_until=NULL, "
+                        "hard_failures=0, unsubscribed_at=NULL, bounced_at=NULL WHERE email=?", (email,))
+            else:  # a pause with no end: any earlier end date goes with the earlier pause
                 self._q("INSERT INTO subscriber_state (email, paused_reason, paused_at) VALUES (?, ?, ?) "
                         "ON CONFLICT (email) DO UPDATE SET paused_reason=excluded.paused_reason, "
-                        "paused_at=excluded.paused_at", (email, reason, R.ts(now)))
+                        "paused_at=excluded.paused_at, paused_until=NULL", (email, reason, R.ts(now)))
 
     def unsubscribed(self) -> set[str]:
         return {r[0] for r in self._q("SELECT email FROM subscriber_state WHERE unsubscribed_at IS NOT NULL")}
