@@ -14,11 +14,11 @@ from pathlib import Path
 from newsletter import __version__, ingest
 from newsletter.config import load
 from newsletter.console import print_matches, say
-from newsletter.deployment import Deployment, default_state
+from newsletter.deployment import Deployment, resolve_state
 from newsletter.entries import to_json
 from newsletter.errors import StateError, ConfigError, NewsletterError, PartialDeliveryError, QuerySyntaxError
 from newsletter.models import Config
-from newsletter.store import Store, location
+from newsletter.store import Location, Store, location
 
 EPILOG = "Docs: README.md. Exit codes: 0 ok, 1 error, 2 usage or configuration, 3 some deliveries failed."
 
@@ -150,7 +150,11 @@ def _now(args: argparse.Namespace) -> datetime:
 
 
 def _config(args: argparse.Namespace) -> Config:
-    return load(args.file, os.environ)
+    """The configuration, loaded once per command."""
+    loaded: Config | None = getattr(args, "loaded_config", None)
+    if loaded is None:
+        loaded = args.loaded_config = load(args.file, os.environ)
+    return loaded
 
 
 def _deployment(args: argparse.Namespace) -> Deployment:
@@ -162,8 +166,11 @@ def _deployment(args: argparse.Namespace) -> Deployment:
     return dep
 
 
-def _state_path(args: argparse.Namespace) -> Path:
-    return args.state or default_state(args.file)
+def _state_path(args: argparse.Namespace) -> Location:
+    """`--state`, else `newsletter.state:` in the file, else .newsletter/state.sqlite3 beside it."""
+    if args.state:
+        return args.state  # type: ignore[no-any-return]
+    return resolve_state(args.file, None, _config(args).settings.state if args.file.exists() else None)
 
 
 def _say(args: argparse.Namespace, text: str) -> None:
@@ -369,7 +376,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from newsletter.scheduler import Service
 
     _logging(args)
-    service = Service(args.file, _state_path(args), os.environ, host=args.host, port=args.port,
+    service = Service(args.file, args.state, os.environ, host=args.host, port=args.port,
                       catch_up=timedelta(hours=args.catch_up))
     asyncio.run(service.run(once=args.once))
     return 0
@@ -381,7 +388,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from newsletter.scheduler import serve
 
     _logging(args)
-    asyncio.run(serve(args.file, _state_path(args), os.environ, args.host, args.port))
+    asyncio.run(serve(args.file, args.state, os.environ, args.host, args.port))
     return 0
 
 

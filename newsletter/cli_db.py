@@ -14,6 +14,8 @@ from newsletter.config import load
 from newsletter.deployment import resolve_state
 from newsletter.store import Location, Store, location
 from newsletter.store.copy import copy_state
+from newsletter.store.schema import TABLES
+from newsletter.store_readers import READER_TABLES, ReaderStore
 
 
 def add_parser(sub: Any, parser: argparse.ArgumentParser) -> None:
@@ -28,7 +30,8 @@ def add_parser(sub: Any, parser: argparse.ArgumentParser) -> None:
     c.set_defaults(run=cmd_upgrade)
     c = dbsub.add_parser("copy", help="copy the whole state into another, empty one and verify the counts",
                          description="Copy entries, subscribers, subscriber states, issues (the ledger), "
-                                     "issue entries and source cursors from --state into TO, in one "
+                                     "issue entries, source cursors and the reader pages' tables (ratings, "
+                                     "sign-ups, bounces, link versions) from --state into TO, in one "
                                      "transaction, then compare the row count of every table. Stop the "
                                      "workers first: claims are not copied.")
     c.add_argument("--to", required=True, type=location, metavar="TO",
@@ -58,8 +61,8 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
 
 def cmd_copy(args: argparse.Namespace) -> int:
     state = _state(args)
-    with Store(state) as source, Store(args.to) as target:
-        counts = copy_state(source, target)
+    with ReaderStore(state) as source, ReaderStore(args.to) as target:  # the readers' tables too
+        counts = copy_state(source, target, {**TABLES, **READER_TABLES})
     if not args.quiet:
         print(f"copied {state} -> {args.to}")
         for c in counts:

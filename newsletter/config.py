@@ -10,7 +10,7 @@ import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse, urlsplit
 
 import yaml
 
@@ -19,6 +19,7 @@ from newsletter.errors import ConfigError
 from newsletter.models import Config, DkimConfig, Settings, SmtpConfig, SourceConfig, Subscriber
 from newsletter.nodecheck import NULL, Checker, kind
 from newsletter.schedule import Schedule, check_timezone
+from newsletter.store.base import URL_SCHEMES
 from newsletter.matching import gc_paused
 from newsletter.yamlnodes import compose, compose_value
 
@@ -27,7 +28,7 @@ TLS_MODES = ("starttls", "tls", "none")
 _TOP_KEYS = ("newsletter", "subscribers")
 _SETTINGS_KEYS = ("title", "sender", "base_url", "sources", "schedule", "timezone", "max_entries",
                   "send_empty", "min_upvotes", "smtp", "templates", "unsubscribe_mailto", "language", "dkim",
-                  "subscribe", "subscribe_domains", "confirm_hours", "bounces")
+                  "subscribe", "subscribe_domains", "confirm_hours", "bounces", "state")
 _DKIM_KEYS = ("domain", "selector")
 _SOURCE_KEYS = ("name", "type", "url", "path", "schedule", "timeout", "max_bytes", "catch_up_days",
                 "request_budget")
@@ -216,6 +217,7 @@ def _settings(c: Checker, node: yaml.Node | None, base: Path, env: Mapping[str, 
     confirm_hours = (c.positive_int(m["confirm_hours"], "newsletter.confirm_hours", 1, 24 * 30)
                      if "confirm_hours" in m else 48)
     bounce_maildir = _bounces(c, m["bounces"], base) if "bounces" in m else None
+    state = c.checked(m["state"], "newsletter.state", _state) if "state" in m else None
     sources = _sources(c, m.get("sources"), base)
     smtp = _smtp(c, m.get("smtp"), env)
     return Settings(
@@ -224,8 +226,29 @@ def _settings(c: Checker, node: yaml.Node | None, base: Path, env: Mapping[str, 
         max_entries=max_entries or 10, send_empty=bool(send_empty), min_upvotes=min_upvotes or 0,
         smtp=smtp, templates=templates, unsubscribe_mailto=mailto, language=language or "en", dkim=dkim,
         subscribe=subscribe is not False, subscribe_domains=domains, confirm_hours=confirm_hours or 48,
-        bounce_maildir=bounce_maildir,
+        bounce_maildir=bounce_maildir, state=state or None,
     )
+
+
+def _state(value: str) -> str:
+    """Where the state lives: a path, or a postgresql:// URL that holds no password (it comes from
+    NEWSLETTER_DB_PASSWORD, PGPASSWORD or ~/.pgpass: never from a file that is shared and versioned)."""
+    text = value.strip()
+    if not text:
+        raise ValueError("is empty (a path such as .newsletter/state.sqlite3, or a postgresql:// URL)")
+    if "://" in text.split("?")[0] and not text.startswith(URL_SCHEMES):
+        raise ValueError(f"'{text.split('://')[0]}://' is not a state this newsletter can use: a path, or a "
+                         "postgresql:// URL")
+    if text.startswith(URL_SCHEMES):
+        try:
+            parts = urlsplit(text)
+            password = parts.password
+        except ValueError as exc:
+            raise ValueError(f"is not a valid URL ({exc})") from None
+        if password is not None or "password" in {k.lower() for k in parse_qs(parts.query)}:
+            raise ValueError("holds a password: keep it out of this file and set NEWSLETTER_DB_PASSWORD "
+                             "(or PGPASSWORD, or ~/.pgpass) instead")
+    return text
 
 
 def _bounces(c: Checker, node: yaml.Node, base: Path) -> Path | None:

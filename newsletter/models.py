@@ -117,6 +117,7 @@ class Settings:
     subscribe_domains: tuple[str, ...] = ()  # sign-ups only from these domains (and their subdomains)
     confirm_hours: int = 48  # how long a sign-up's confirmation link works
     bounce_maildir: Path | None = None  # `bounces: {maildir: PATH}`: `run` reads new DSNs from it
+    state: str | None = None  # `newsletter.state:`: a path (relative to the subscribers file) or a postgresql:// URL
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,14 @@ from newsletter.store.postgres import PostgresStore
 from newsletter.store.sqlite import SqliteStore
 
 READERS_SCHEMA = 1
+# the readers' tables and their columns (`db copy` moves them with the core tables)
+READER_TABLES: dict[str, tuple[str, ...]] = {
+    "signups": ("email", "nonce", "profile", "created_at", "expires_at"),
+    "rate_events": ("bucket", "at"),
+    "ratings": ("email", "entry_id", "issue_id", "verdict", "at"),
+    "bounces": ("report", "email", "kind", "status", "issue_id", "at"),
+    "link_versions": ("email", "version"),
+}
 _READERS_V1 = """
 CREATE TABLE IF NOT EXISTS signups (
     email {T} PRIMARY KEY, nonce {T} NOT NULL, profile {T} NOT NULL,

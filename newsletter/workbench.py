@@ -37,7 +37,7 @@ from newsletter.config import load
 from newsletter.errors import NewsletterError
 from newsletter.preview import GMAIL_CLIP_BYTES
 from newsletter.rendering import default_templates, environment
-from newsletter.store import Store
+from newsletter.store import Location, Store
 from newsletter.web.pages import no_icon
 
 log = logging.getLogger("newsletter.workbench")
@@ -59,7 +59,7 @@ class Rendered:
 
 
 class Workbench:
-    def __init__(self, config_path: Path, state_path: Path, env: dict[str, str], *, at: datetime | None,
+    def __init__(self, config_path: Path, state_path: Location, env: dict[str, str], *, at: datetime | None,
                  fetch: bool, preview_secret: str | None = None) -> None:
         self.config_path = config_path
         self.state_path = state_path
@@ -73,7 +73,8 @@ class Workbench:
         self._templates: Path | None = None
 
     def _watched(self) -> list[Path]:
-        paths = [self.config_path, self.state_path, self.state_path.with_name(self.state_path.name + "-wal")]
+        state = self.state_path
+        paths = [self.config_path] + ([state, state.with_name(state.name + "-wal")] if isinstance(state, Path) else [])
         # the user's template folder as of the last render: polling must not re-read the YAML
         folders = [default_templates()] + ([self._templates] if self._templates else [])
         for folder in folders:

@@ -19,6 +19,7 @@ from newsletter.config import load
 from newsletter.credentials import Secrets
 from newsletter.store import Store, is_url
 from newsletter.store.schema import SCHEMA_VERSION, SQLITE_V1
+from newsletter.store_readers import Rating, ReaderStore
 
 AT = "2026-11-27T09:00:00+00:00"
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
@@ -148,14 +149,22 @@ def test_db_copy_then_send_from_postgresql_delivers_nothing_twice(smtp_server, t
         pipeline.send(config, store, NOW, secrets=Secrets(), only=only)
     before = _per_recipient(recorder)
     assert len(before) == 21  # nobody@ gets nothing (no match), reader0001 paused
+    with ReaderStore(sqlite_state) as readers:  # what the reader pages wrote: a rating, new links
+        paper = readers.entries()[0].id
+        readers.rate(Rating("reader0002@example.org", paper, None, -1, NOW))
+        assert readers.rotate_links("reader0002@example.org") == 1
     url = pg_cluster.database()
     capsys.readouterr()
     assert run("--file", str(project), "db", "copy", "--to", url) == 0
     out = capsys.readouterr().out
     with Store(sqlite_state) as old, Store(url) as new:
-        for table in ("entries", "subscribers", "subscriber_state", "issues", "issue_entries", "sources"):
+        for table in ("entries", "subscribers", "subscriber_state", "issues", "issue_entries", "sources",
+                      "ratings", "link_versions"):
             assert old.count(table) == new.count(table) > 0
             assert f"  {table} " in out
+    with ReaderStore(url) as readers:
+        assert [(r.entry_id, r.verdict) for r in readers.ratings("reader0002@example.org")] == [(paper, -1)]
+        assert readers.link_version("reader0002@example.org") == 1
     assert run("--file", str(project), "db", "copy", "--to", url) == 1  # the target is not empty any more
     assert "not empty" in capsys.readouterr().err
     assert run("--file", str(project), "--state", url, "send", "--at", AT, "--no-fetch") == 0

@@ -122,13 +122,15 @@ class Store:
         """Inside a transaction: wait for any other writer of `what` to finish first (SQLite's
         writers are serial already; PostgreSQL takes an advisory lock until the transaction ends)."""
 
-    def bulk_insert(self, table: str, rows: Iterable[Sequence[Any]]) -> None:
-        """Insert rows with all of TABLES[table]'s columns, inside the caller's transaction (db copy)."""
-        self._many(f"INSERT INTO {table} ({', '.join(TABLES[table])}) VALUES ({marks(len(TABLES[table]))})", rows)
+    def bulk_insert(self, table: str, rows: Iterable[Sequence[Any]], columns: Sequence[str] | None = None) -> None:
+        """Insert rows with these columns (all of TABLES[table]'s by default), inside the caller's
+        transaction (db copy)."""
+        columns = TABLES[table] if columns is None else columns
+        self._many(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks(len(columns))})", rows)
 
-    def rows(self, table: str) -> Iterator[tuple[Any, ...]]:
-        """Every row of a table, all of TABLES[table]'s columns (db copy)."""
-        yield from self._q(f"SELECT {', '.join(TABLES[table])} FROM {table}")
+    def rows(self, table: str, columns: Sequence[str] | None = None) -> Iterator[tuple[Any, ...]]:
+        """Every row of a table, these columns (all of TABLES[table]'s by default) (db copy)."""
+        yield from self._q(f"SELECT {', '.join(TABLES[table] if columns is None else columns)} FROM {table}")
 
     def count(self, table: str) -> int:
         return int(self._q(f"SELECT count(*) FROM {table}").fetchone()[0])

@@ -3,7 +3,7 @@ transaction on the target, and verify the row count of every table."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,19 +34,19 @@ def _unclaimed(rows: Iterator[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
         yield tuple(out)
 
 
-def copy_state(source: Store, target: Store) -> list[Copied]:
-    """Copy every table; refuses a target that holds any row. Raises StateError when a count differs
-    (the target's transaction is then rolled back: it stays empty)."""
-    held = {t: n for t in TABLES if (n := target.count(t))}
+def copy_state(source: Store, target: Store, tables: Mapping[str, Sequence[str]] = TABLES) -> list[Copied]:
+    """Copy every table (name -> columns); refuses a target that holds any row. Raises StateError when
+    a count differs (the target's transaction is then rolled back: it stays empty)."""
+    held = {t: n for t in tables if (n := target.count(t))}
     if held:
         raise StateError(f"{target.path}: the target state is not empty ({', '.join(f'{t}: {n} rows' for t, n in held.items())}); "
                          "copy into a new database or file")
     counts: list[Copied] = []
     with target.transaction():
-        for table in TABLES:
-            rows = source.rows(table)
-            target.bulk_insert(table, _unclaimed(rows) if table == "issues" else rows)
-        counts = [Copied(t, source.count(t), target.count(t)) for t in TABLES]
+        for table, columns in tables.items():
+            rows = source.rows(table, columns)
+            target.bulk_insert(table, _unclaimed(rows) if table == "issues" else rows, columns)
+        counts = [Copied(t, source.count(t), target.count(t)) for t in tables]
         wrong = [c for c in counts if not c.ok]
         if wrong:
             raise StateError("the copy does not match its source, nothing was kept: " +

@@ -184,15 +184,16 @@ class PostgresStore(Store):
 
     # --- db copy -----------------------------------------------------------------------------
 
-    def bulk_insert(self, table: str, rows: Iterable[Sequence[Any]]) -> None:
+    def bulk_insert(self, table: str, rows: Iterable[Sequence[Any]], columns: Sequence[str] | None = None) -> None:
         with self.conn.cursor() as cur, cur.copy(  # type: ignore[call-overload]
-                f"COPY {table} ({', '.join(TABLES[table])}) FROM STDIN") as copy:
+                f"COPY {table} ({', '.join(TABLES[table] if columns is None else columns)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
 
-    def rows(self, table: str) -> Iterator[tuple[Any, ...]]:
+    def rows(self, table: str, columns: Sequence[str] | None = None) -> Iterator[tuple[Any, ...]]:
         with self.transaction(), self.conn.cursor(name=f"copy_{table}") as cur:
             cur.itersize = 2000
-            cur.execute(f"SELECT {', '.join(TABLES[table])} FROM {table}")  # type: ignore[call-overload]
+            cur.execute(f"SELECT {', '.join(TABLES[table] if columns is None else columns)} "  # type: ignore[call-overload]
+                        f"FROM {table}")
             yield from cur
 
