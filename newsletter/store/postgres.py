@@ -29,6 +29,10 @@ from newsletter.store.rows import ISSUE_COLUMNS, IssueRow
 from newsletter.store.schema import POSTGRES_UPGRADES, POSTGRES_V2, SCHEMA_VERSION, TABLES, statements
 
 PASSWORD_VARIABLE = "NEWSLETTER_DB_PASSWORD"
+# what the server or the network does to a store already open: the connection lost, the server shut
+# down, a permission taken away. Each becomes a StateError naming the state (the URL: no password).
+# Integrity errors stay themselves: the store's callers act on them.
+_FAILURES = (psycopg.OperationalError, psycopg.InterfaceError, psycopg.errors.InsufficientPrivilege)
 _SCHEMA_LOCK = 0x6E6C7374  # pg_advisory_xact_lock key held while the schema is created or upgraded
 
 
@@ -98,20 +102,29 @@ class PostgresStore(Store):
         self.conn.close()
 
     @contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except _FAILURES as exc:
+            raise StateError(f"{self.path}: the PostgreSQL state failed: {str(exc).strip() or type(exc).__name__}"
+                             ) from exc
+
+    @contextmanager
     def transaction(self) -> Iterator[None]:
-        with self.conn.transaction():
+        with self._guard(), self.conn.transaction():
             yield
 
     def _q(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
         query = self._sql.get(sql)
         if query is None:
             query = self._sql[sql] = sql.replace("?", "%s")
-        return self.conn.execute(query, args)  # type: ignore[arg-type]
+        with self._guard():
+            return self.conn.execute(query, args)  # type: ignore[arg-type]
 
     def _many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         rows = list(rows)
         if rows:
-            with self.conn.cursor() as cur:
+            with self._guard(), self.conn.cursor() as cur:
                 cur.executemany(sql.replace("?", "%s"), rows)  # type: ignore[arg-type]
 
     # --- schema ------------------------------------------------------------------------------
@@ -185,13 +198,13 @@ class PostgresStore(Store):
     # --- db copy -----------------------------------------------------------------------------
 
     def bulk_insert(self, table: str, rows: Iterable[Sequence[Any]], columns: Sequence[str] | None = None) -> None:
-        with self.conn.cursor() as cur, cur.copy(  # type: ignore[call-overload]
+        with self._guard(), self.conn.cursor() as cur, cur.copy(  # type: ignore[call-overload]
                 f"COPY {table} ({', '.join(TABLES[table] if columns is None else columns)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
 
     def rows(self, table: str, columns: Sequence[str] | None = None) -> Iterator[tuple[Any, ...]]:
-        with self.transaction(), self.conn.cursor(name=f"copy_{table}") as cur:
+        with self._guard(), self.transaction(), self.conn.cursor(name=f"copy_{table}") as cur:
             cur.itersize = 2000
             cur.execute(f"SELECT {', '.join(TABLES[table] if columns is None else columns)} "  # type: ignore[call-overload]
                         f"FROM {table}")

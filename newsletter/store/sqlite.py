@@ -113,20 +113,39 @@ class SqliteStore(Store):
         self.db.close()
 
     @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """What the file system does to a state already open (a folder made read-only, a full disk,
+        a lock held too long) becomes a StateError naming the file."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            raise StateError(f"{self.path}: the state file failed: {exc}") from exc
+
+    @contextmanager
     def transaction(self) -> Iterator[None]:
-        self.db.execute("BEGIN IMMEDIATE")
+        with self._guard():
+            self.db.execute("BEGIN IMMEDIATE")
         try:
             yield
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
+        try:
+            with self._guard():
+                self.db.execute("COMMIT")
+        except StateError:
+            if self.db.in_transaction:  # a commit that failed leaves the transaction open: nothing is kept
+                self.db.execute("ROLLBACK")
+            raise
 
     def _q(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
-        return self.db.execute(sql, args)
+        with self._guard():
+            return self.db.execute(sql, args)
 
     def _many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        self.db.executemany(sql, rows)
+        with self._guard():
+            self.db.executemany(sql, rows)
 
     def claim_pending(self, now: datetime, owner: str, until: datetime, limit: int,
                       stealable: Callable[[str, datetime], bool], *, subscribers: Sequence[str] | None = None,
