@@ -170,19 +170,52 @@ def _rows_jsonl(text: str, path: Path) -> list[tuple[int, dict[str, Any]]]:
 _POSITION = re.compile(r"^(?P<path>.*?):(?P<line>\d+):(?P<col>\d+): ")
 
 
+VALIDATE_CHUNK = 5_000  # rows validated as one generated document: memory stays bounded by it
+_INDEX = re.compile(r"subscribers\[(\d+)\]")
+
+
 def validate_rows(rows: list[tuple[int, dict[str, Any]]], path: Path, config: Config,
-                   env: dict[str, str]) -> list[Subscriber]:
+                  env: dict[str, str]) -> list[Subscriber]:
     """Validate imported rows with the rules of `validate` and the file's settings as defaults:
-    each row becomes one line of a generated YAML document, so a problem maps back to its row."""
+    each row becomes one line of a generated YAML document, so a problem maps back to its row.
+    Rows are validated a chunk at a time (the parsed nodes of one chunk at most are held); every
+    problem of every chunk is reported."""
     for n, item in rows:
         if not isinstance(item, dict):
             raise ConfigError(f"{path}:{n}: expected an object with 'email', 'keywords' ...")
     settings_raw = yaml.safe_load(config.path.read_text(encoding="utf-8")).get("newsletter")
+    settings_line = f"newsletter: {json.dumps(settings_raw, ensure_ascii=False, default=str)}"
+    out: list[Subscriber] = []
+    problems: list[str] = []
+    first: dict[str, int] = {}  # address -> its row, across chunks
+    for start in range(0, len(rows), VALIDATE_CHUNK):
+        chunk = rows[start:start + VALIDATE_CHUNK]
+        try:
+            parsed = _validate_chunk(chunk, path, settings_line, env)
+        except ConfigError as exc:
+            problems += [_INDEX.sub(lambda m: f"subscribers[{int(m[1]) + start}]", p) for p in exc.problems]
+            continue
+        for k, sub in enumerate(parsed):
+            n = chunk[k][0]
+            if sub.email in first:
+                problems.append(f"{path}:{n}: subscribers[{start + k}].email: duplicate subscriber '{sub.email}' "
+                                f"(already at row {first[sub.email]})")
+            else:
+                first[sub.email] = n
+                out.append(sub)
+    if problems:
+        raise ConfigError(problems[0] if len(problems) == 1 else f"{path}: {len(problems)} problems",
+                          tuple(problems))
+    return out
+
+
+def _validate_chunk(rows: list[tuple[int, dict[str, Any]]], path: Path, settings_line: str,
+                    env: dict[str, str]) -> tuple[Subscriber, ...]:
     lines = ["subscribers:"] + [f"  - {json.dumps({k: v for k, v in item.items() if v is not None}, ensure_ascii=False)}"
                                 for _, item in rows]
-    lines.append(f"newsletter: {json.dumps(settings_raw, ensure_ascii=False, default=str)}")
+    lines.append(settings_line)
     try:
-        parsed = loads("\n".join(lines) + "\n", path, env)
+        return loads("\n".join(lines) + "\n", path, env).subscribers
     except ConfigError as exc:
         problems = []
         for p in exc.problems:
@@ -191,9 +224,7 @@ def validate_rows(rows: list[tuple[int, dict[str, Any]]], path: Path, config: Co
                 problems.append(f"{path}:{rows[int(m['line']) - 2][0]}: {p[m.end():]}")
             else:
                 problems.append(p)
-        raise ConfigError(problems[0] if len(problems) == 1 else f"{path}: {len(problems)} problems",
-                          tuple(problems)) from None
-    return list(parsed.subscribers)
+        raise ConfigError(problems[0], tuple(problems)) from None
 
 
 def read_import(path: Path, config: Config, env: dict[str, str], fmt: str | None = None) -> list[Subscriber]:

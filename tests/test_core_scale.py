@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run, write_config
+from newsletter import roster
 from newsletter.config import load
 from newsletter.store import Store
 
@@ -180,3 +181,26 @@ def test_status_of_a_state_path_that_does_not_exist_is_an_error(tmp_path: Path,
     assert run("--file", str(project), "--state", str(typo), "status") == 1
     assert f"{typo}: no state file there" in capsys.readouterr().err
     assert not typo.parent.exists()
+
+
+def test_an_import_is_validated_a_chunk_at_a_time_with_every_problem_named(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory stays bounded by the chunk (the generated YAML of 5,000 rows at most), whatever the
+    size of the list; problems in any chunk, and an address repeated across chunks, are all named
+    by their row, and nothing is imported."""
+    monkeypatch.setattr(roster, "VALIDATE_CHUNK", 2)
+    project = write_config(tmp_path)
+    rows = [{"email": f"r{i}@example.org", "keywords": ["model"]} for i in range(5)]
+    rows[3]["timezone"] = "Mars/Olympus"
+    rows.append({"email": "R1@example.org", "keywords": ["model"]})  # row 6 repeats row 2 (another chunk)
+    list_file = _jsonl(tmp_path / "l.jsonl", rows)
+    assert run("--file", str(project), "subscribers", "import", str(list_file)) == 2
+    err = capsys.readouterr().err
+    assert f"{list_file}:4: subscribers[3] (r3@example.org).timezone: unknown time zone 'Mars/Olympus'" in err
+    assert f"{list_file}:6: subscribers[5].email: duplicate subscriber 'r1@example.org' (already at row 2)" in err
+    with Store(tmp_path / ".newsletter" / "state.sqlite3") as store:
+        assert store.subscriber_count() == 0
+    del rows[3]["timezone"], rows[5]
+    assert run("--file", str(project), "subscribers", "import", str(_jsonl(tmp_path / "ok.jsonl", rows))) == 0
+    with Store(tmp_path / ".newsletter" / "state.sqlite3") as store:
+        assert store.subscriber_count() == 5
