@@ -48,3 +48,30 @@ def test_a_sqlite_file_that_refuses_writes_is_a_state_error_and_keeps_nothing(tm
     with Store(path) as again:
         state = again.states([ADA.email]).get(ADA.email)
         assert state is None or state.unsubscribed_at is None
+
+
+def test_a_corrupt_page_in_the_state_file_is_named_not_a_traceback(tmp_path: Path, smtp_server,  # noqa: ANN001
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """The entries table's root page overwritten on disk (the header and the schema left intact, so
+    the file opens): reading says which file and what SQLite found, in one line."""
+    from conftest import run, write_config
+
+    recorder, port = smtp_server
+    project = write_config(tmp_path, port=port)
+    state = tmp_path / ".newsletter" / "state.sqlite3"
+    assert run("--file", str(project), "ingest") == 0
+    with Store(state) as store:
+        store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page = store.db.execute("PRAGMA page_size").fetchone()[0]
+        root = store.db.execute("SELECT rootpage FROM sqlite_master WHERE name='entries'").fetchone()[0]
+    assert root > 1
+    data = bytearray(state.read_bytes())
+    data[(root - 1) * page:root * page] = bytes([0xA5]) * page
+    state.write_bytes(bytes(data))
+    with Store(state) as store, pytest.raises(StateError) as failed:  # it opens; reading the papers fails
+        store.entries()
+    assert str(failed.value) == f"{state}: the state file failed: database disk image is malformed"
+    capsys.readouterr()
+    assert run("--file", str(project), "entries") == 1  # and a command says so in one line
+    err = capsys.readouterr().err
+    assert str(state) in err and "malformed" in err and "Traceback" not in err and recorder.messages == []

@@ -115,10 +115,12 @@ class SqliteStore(Store):
     @contextmanager
     def _guard(self) -> Iterator[None]:
         """What the file system does to a state already open (a folder made read-only, a full disk,
-        a lock held too long) becomes a StateError naming the file."""
+        a lock held too long, a page overwritten) becomes a StateError naming the file."""
         try:
             yield
-        except sqlite3.OperationalError as exc:
+        except sqlite3.IntegrityError:
+            raise  # the store's callers act on these
+        except sqlite3.DatabaseError as exc:  # read-only, full, locked too long, a corrupt page
             raise StateError(f"{self.path}: the state file failed: {exc}") from exc
 
     @contextmanager
