@@ -118,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_db_parser(sub, p)
     from newsletter.cli_readers import add_parser as add_readers_parser
     add_readers_parser(sub)
+    from newsletter.cli_explain import add_parser as add_explain_parser
+    add_explain_parser(sub)
 
     c = sub.add_parser("run", help="the long-lived service: fetch, build and send on schedule",
                        description="Run the scheduler: sources on their schedule, each group of subscribers "

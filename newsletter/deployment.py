@@ -11,14 +11,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from newsletter import credentials, ingest, ledger, pipeline
+from newsletter import credentials, explain, ingest, ledger, pipeline
 from newsletter.builder import Built
 from newsletter.config import load
 from newsletter.credentials import Secrets
 from newsletter.delivery import Outcome
 from newsletter.errors import ConfigError
 from newsletter.issues import NotDue
-from newsletter.models import Config
+from newsletter.explain import Reason
+from newsletter.models import Config, Entry
 from newsletter.roster import Roster
 from newsletter.store_readers import ReaderStore
 from newsletter.store import IssueRow, Location, Store, is_url, location
@@ -145,6 +146,16 @@ class Deployment:
         """Lift the pauses "until a date" whose day has come (`standing.pause_over`); who resumed."""
         with ReaderStore(self.state) as store:
             return store.end_pauses(now)
+
+    def explain(self, paper: str, each: Callable[[Reason], None], *, subscriber: str | None = None,
+                issue: str | None = None) -> Entry:
+        """Why `paper` did or did not reach each subscriber (or one): `each` gets the reasons as they
+        come (a batch of subscribers is read at a time). Returns the paper."""
+        with self.snapshot() as store:
+            found, reasons = explain.explain(store, self.config, paper, subscriber=subscriber, issue_id=issue)
+            for reason in reasons:
+                each(reason)
+        return found
 
     def dry_run(self, now: datetime, *, fetch: bool = True, only: str | None = None) -> DryRun:
         """What `send` would do now; nothing is written (sources are ingested into a copy)."""

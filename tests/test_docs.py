@@ -33,7 +33,7 @@ COMMANDS = _commands()
 def test_the_command_list_is_complete() -> None:
     names = {c[0] for c in COMMANDS}
     assert names == {"validate", "ingest", "entries", "match", "preview", "send", "subscribers", "run",
-                     "serve", "status", "db", "bounces"}
+                     "serve", "status", "db", "bounces", "explain"}
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)

@@ -254,6 +254,25 @@ class Store:
                     out.setdefault(email, set()).add(entry_id)
         return out
 
+    def issues_of(self, subscribers: Sequence[str]) -> dict[str, list[IssueRow]]:
+        """Every issue of these subscribers, oldest slot first, in bulk (`explain`)."""
+        out: dict[str, list[IssueRow]] = {}
+        for chunk in chunks(list(subscribers)):
+            for r in self._q(f"SELECT {ISSUE_COLUMNS} FROM issues WHERE subscriber IN ({marks(len(chunk))}) "
+                             "ORDER BY slot", list(chunk)):
+                row = R.issue(r)
+                out.setdefault(row.subscriber, []).append(row)
+        return out
+
+    def issue_entry_ids(self, issue_ids: Sequence[str]) -> dict[str, set[str]]:
+        """The papers each of these issues carried (those its email showed), in bulk."""
+        out: dict[str, set[str]] = {}
+        for chunk in chunks(list(issue_ids)):
+            for issue_id, entry_id in self._q("SELECT issue_id, entry_id FROM issue_entries WHERE issue_id IN "
+                                              f"({marks(len(chunk))})", list(chunk)):
+                out.setdefault(issue_id, set()).add(entry_id)
+        return out
+
     def delivered_ids(self, subscriber: str) -> set[str]:
         """Entries already in an issue for this subscriber that went out or is going out."""
         rows = self._q(
