@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from newsletter import __version__, ingest
+from newsletter import __version__, ingest, replay
 from newsletter.config import load
 from newsletter.console import print_matches, say
 from newsletter.deployment import Deployment, resolve_state
@@ -23,7 +24,15 @@ from newsletter.store import Location, Store, location
 EPILOG = "Docs: README.md. Exit codes: 0 ok, 1 error, 2 usage or configuration, 3 some deliveries failed."
 
 
+_AGO = re.compile(r"(\d+)([dhw])")
+
+
 def _when(value: str) -> datetime:
+    """An ISO 8601 date-time, or a span back from now: 30d, 12h, 2w."""
+    ago = _AGO.fullmatch(value.strip())
+    if ago:
+        n, unit = int(ago[1]), ago[2]
+        return datetime.now(timezone.utc) - timedelta(**{{"d": "days", "h": "hours", "w": "weeks"}[unit]: n})
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -79,8 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("queries", nargs="*", metavar="QUERY")
     c.add_argument("--subscriber", metavar="EMAIL", help="use this subscriber's keywords and excludes")
     c.add_argument("--exclude", action="append", default=[], metavar="QUERY", help="exclude query")
-    c.add_argument("--since", type=_when, help="only entries first seen after this time")
+    c.add_argument("--since", type=_when, help="only entries first seen after this time (ISO, or 30d / 12h / 2w "
+                                               "back from now)")
     c.add_argument("--limit", type=int, default=20, help="at most N results (default 20)")
+    c.add_argument("--diff", action="store_true",
+                   help="QUERY is OLD NEW: the stored papers replacing OLD by NEW would gain and lose over "
+                        "--since (default 30d), for the queries and for each subscriber whose keywords hold OLD")
     c.add_argument("--trending", action="store_true",
                    help="rank by community signal (upvotes, comments) instead of queries: what a "
                         "subscriber without keywords gets")
@@ -246,6 +259,21 @@ def cmd_entries(args: argparse.Namespace) -> int:
 def cmd_match(args: argparse.Namespace) -> int:
     from newsletter import trending
     from newsletter.matching import EntryIndex, Profile
+
+    if args.diff:
+        if len(args.queries) != 2 or args.subscriber or args.exclude or args.trending:
+            raise ConfigError("--diff takes two queries, OLD and NEW: newsletter match --diff 'OLD' 'NEW'")
+        since = args.since or datetime.now(timezone.utc) - timedelta(days=replay.WINDOW_DAYS)
+        replays = _deployment(args).replay_queries(args.queries[0], args.queries[1], since)
+        if args.json:
+            print(json.dumps([{"subscriber": r.who or None,
+                               "added": [{"id": m.entry.id, "title": m.entry.title, "issue": m.issue} for m in r.added],
+                               "removed": [{"id": m.entry.id, "title": m.entry.title, "issue": m.issue}
+                                           for m in r.removed]} for r in replays], ensure_ascii=False, indent=1))
+        else:
+            for r in replays:
+                print("\n".join(r.lines()))
+        return 0
 
     keywords, exclude = list(args.queries), list(args.exclude)
     min_upvotes = 0

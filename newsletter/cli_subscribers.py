@@ -8,10 +8,10 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from newsletter import editing, roster
+from newsletter import editing, replay, roster
 from newsletter.console import print_matches, say
 from newsletter.deployment import Deployment
 from newsletter.errors import ConfigError
@@ -55,6 +55,9 @@ def add_parser(sub: argparse._SubParsersAction, parser_class: type[argparse.Argu
     c.add_argument("--remove-keyword", action="append", default=[], metavar="QUERY")
     c.add_argument("--add-exclude", action="append", default=[], metavar="QUERY")
     c.add_argument("--remove-exclude", action="append", default=[], metavar="QUERY")
+    c.add_argument("--dry-run", action="store_true",
+                   help="only show what a keyword/exclude change would gain and lose over the stored papers "
+                        "of the last 30 days (and the issues they would have gone into); change nothing")
     c.set_defaults(run=cmd_sub_set)
     for name, helptext in (("remove", "remove a subscriber"), ("pause", "stop sending, keep the profile"),
                            ("resume", "start sending again (after a pause, failures or an unsubscribe)"),
@@ -176,10 +179,20 @@ def cmd_sub_set(args: argparse.Namespace) -> int:
     if not changes:
         raise ConfigError("give KEY VALUE or one of --add-keyword/--remove-keyword/--add-exclude/--remove-exclude")
     dep = _dep(args)
+    profile_edit = any(c.key in ("keywords", "exclude") for c in changes)
+    # a keyword edit is replayed over the stored papers of the last 30 days, before it is saved
+    effect = editing.replay_changes(dep, args.email, changes, _now() - timedelta(days=replay.WINDOW_DAYS)) \
+        if profile_edit and dep.state.exists() else None
+    if args.dry_run:
+        if effect is None:
+            raise ConfigError("--dry-run replays a change of keywords or excludes (over the stored papers)")
+        print("\n".join(effect.lines()))
+        say(args.quiet, "(dry run: nothing was changed)")
+        return 0
     done = editing.set_fields(dep, os.environ, args.email, changes)
     say(args.quiet, f"{args.file if done.home == 'file' else dep.state}: {done.what}")
-    if any(c.key in ("keywords", "exclude") for c in changes):
-        _show_effect(args, dep, done.subscriber)
+    if effect is not None and not args.quiet:
+        print("\n".join(effect.lines()))
     return 0
 
 

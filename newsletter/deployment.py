@@ -16,9 +16,12 @@ from newsletter.builder import Built
 from newsletter.config import load
 from newsletter.credentials import Secrets
 from newsletter.delivery import Outcome
-from newsletter.errors import ConfigError
+from newsletter.errors import ConfigError, QuerySyntaxError
 from newsletter.issues import NotDue
 from newsletter.explain import Reason
+from newsletter.issues import profile_of
+from newsletter.matching import Profile
+from newsletter.replay import Replay, replay
 from newsletter.models import Config, Entry
 from newsletter.roster import Roster
 from newsletter.store_readers import ReaderStore
@@ -156,6 +159,27 @@ class Deployment:
             for reason in reasons:
                 each(reason)
         return found
+
+    def replay_queries(self, old: str, new: str, since: datetime) -> list[Replay]:
+        """`match --diff OLD NEW`: what replacing query OLD by NEW gains and loses over the stored papers
+        first seen after `since`: for the queries alone, then for each subscriber whose keywords hold
+        OLD (with the issues the papers would have gone into)."""
+        try:
+            profiles = Profile.from_strings([old]), Profile.from_strings([new])
+        except QuerySyntaxError as exc:
+            raise ConfigError(f"query: {exc}") from exc
+        with self.snapshot() as store:
+            entries = store.entries(since=since)
+            out = [replay(entries, *profiles, since)]
+            for members in Roster(self.config, store).batches():
+                holders = [m.subscriber for m in members if old in m.subscriber.keywords]
+                issues = store.issues_of([s.email for s in holders]) if holders else {}
+                for sub in holders:
+                    keywords = [new if k == old else k for k in sub.keywords]
+                    changed = Profile.from_strings(keywords, sub.exclude, sub.min_upvotes)
+                    out.append(replay(entries, profile_of(sub), changed, since, who=sub.email,
+                                      issues=issues.get(sub.email, [])))
+        return out
 
     def dry_run(self, now: datetime, *, fetch: bool = True, only: str | None = None) -> DryRun:
         """What `send` would do now; nothing is written (sources are ingested into a copy)."""

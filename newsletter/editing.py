@@ -18,8 +18,11 @@ from ruamel.yaml.comments import CommentedMap
 from newsletter import subscribers as yamledit
 from newsletter.addresses import check_address
 from newsletter.deployment import Deployment
-from newsletter.errors import ConfigError
+from newsletter.errors import ConfigError, QuerySyntaxError
+from newsletter.issues import profile_of
+from newsletter.matching import Profile
 from newsletter.models import Subscriber
+from newsletter.replay import Replay, replay
 from newsletter.roster import Roster, validate_rows, as_dict
 from newsletter.standing import pause_end, pause_over, until_reason
 from newsletter.store_readers import ReaderStore
@@ -91,6 +94,22 @@ def _apply(item: dict[str, Any], changes: Sequence[Change]) -> None:
             else:
                 current.append(q)
         item[ch.key] = current
+
+
+def replay_changes(dep: Deployment, email: str, changes: Sequence[Change], since: datetime) -> Replay:
+    """What these changes to a subscriber's keywords and excludes would gain and lose over the stored
+    papers first seen after `since`, with the issues they would have gone into. Nothing is written."""
+    sub = _locate(dep, email)
+    item = {k: v for k, v in as_dict(sub).items() if v is not None}
+    _apply(item, changes)
+    try:
+        new = Profile.from_strings(item.get("keywords") or [], item.get("exclude") or [], sub.min_upvotes)
+    except QuerySyntaxError as exc:
+        raise ConfigError(f"{email}: {exc}") from exc
+    with dep.snapshot() as store:
+        entries = store.entries(since=since)
+        issues = store.issues_of([sub.email]).get(sub.email, [])
+    return replay(entries, profile_of(sub), new, since, who=sub.email, issues=issues)
 
 
 def set_fields(dep: Deployment, env: Mapping[str, str], email: str, changes: Sequence[Change]) -> Edited:
