@@ -37,7 +37,8 @@ _NO_SIGNAL = ("arxiv", "feed")
 _SMTP_KEYS = ("host", "port", "tls", "username", "timeout", "concurrency", "rate_limit", "retries",
               "ca_file", "max_per_connection", "pause_after")
 _SUBSCRIBER_KEYS = ("email", "name", "keywords", "exclude", "schedule", "timezone", "max_entries",
-                    "min_upvotes", "send_empty", "paused", "unsubscribed", "trending", "updates")
+                    "min_upvotes", "send_empty", "paused", "unsubscribed", "trending", "updates", "must_include",
+                    "must_exclude")
 # With no base_url the only List-Unsubscribe is a mailto: (printed by validate; `send` may print it too).
 NO_ONE_CLICK_WARNING = (
     "no base_url: messages carry only a mailto: List-Unsubscribe, which Gmail's and Yahoo's bulk-sender "
@@ -228,6 +229,22 @@ def _settings(c: Checker, node: yaml.Node | None, base: Path, env: Mapping[str, 
         subscribe=subscribe is not False, subscribe_domains=domains, confirm_hours=confirm_hours or 48,
         bounce_maildir=bounce_maildir, state=state or None,
     )
+
+
+def _paper_ids(c: Checker, node: yaml.Node, what: str) -> tuple[str, ...]:
+    """Paper ids as written: `2611.00002` stays that text (YAML would read it as a number)."""
+    if isinstance(node, yaml.ScalarNode) and node.tag == NULL:
+        return ()
+    if not isinstance(node, yaml.SequenceNode):
+        c.error(node, f"{what}: expected a list of paper ids (e.g. [2611.00002, t:5119c8109ae6deb5]), got {kind(node)}")
+        return ()
+    out: list[str] = []
+    for i, item in enumerate(node.value):
+        if not isinstance(item, yaml.ScalarNode) or item.tag == NULL or not str(item.value).strip():
+            c.error(item, f"{what}[{i}]: expected a paper id (an arXiv id or an entry id), got {kind(item)}")
+            continue
+        out.append(str(item.value).strip())
+    return tuple(dict.fromkeys(out))
 
 
 def _state(value: str) -> str:
@@ -425,6 +442,8 @@ def _subscribers(c: Checker, node: yaml.Node | None, settings: Settings | None) 
                                              f"none of the sources ({names}) gives upvotes to rank them by: it "
                                              "could never receive anything; add keywords, or an hf-daily source")
         updates = c.scalar(m["updates"], f"{what}.updates", ("bool",)) if "updates" in m else True
+        musts = {key: _paper_ids(c, m[key], f"{what}.{key}") if key in m else ()
+                 for key in ("must_include", "must_exclude")}
         exclude = c.strings(m["exclude"], f"{what}.exclude") if "exclude" in m else []
         c.queries(exclude, f"{what}.exclude")
         tz_name = settings.timezone if settings else "UTC"
@@ -452,6 +471,6 @@ def _subscribers(c: Checker, node: yaml.Node | None, settings: Settings | None) 
                 min_upvotes=settings.min_upvotes if min_upvotes is None else min_upvotes,
                 send_empty=settings.send_empty if send_empty is None else bool(send_empty),
                 paused=bool(paused), unsubscribed=bool(unsubscribed), trending=trending or 0,
-                updates=updates is not False,
+                updates=updates is not False, must_include=musts["must_include"], must_exclude=musts["must_exclude"],
             ))
     return out

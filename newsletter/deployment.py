@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from newsletter import credentials, explain, ingest, ledger, pipeline
+from newsletter import credentials, explain, guarantees, ingest, ledger, pipeline
 from newsletter.builder import Built
 from newsletter.config import load
 from newsletter.credentials import Secrets
@@ -118,14 +118,34 @@ class Deployment:
         """Problems that need the state too: an address defined both in the file and in the store.
         Returns the number of store-held subscribers."""
         if not self.state.exists():
+            self._check_guarantees(None)
             return 0
         with self.snapshot() as store:
             problems = Roster(self.config, store).conflicts()
             held = store.subscriber_count()
+            self._check_guarantees(store)
         if problems:
             raise ConfigError(problems[0] if len(problems) == 1 else f"{len(problems)} subscribers are defined "
                               "twice", tuple(problems))
         return held
+
+    def _check_guarantees(self, store: Store | None) -> None:
+        """Every subscriber's must_include / must_exclude papers, against the stored papers (none
+        without a state: each named paper is then missing)."""
+        problems: list[str] = []
+        papers: dict[str, Entry] | None = None
+        batches = ([m.subscriber for m in members] for members in Roster(self.config, store).batches()) \
+            if store is not None else iter([list(self.config.subscribers)])
+        for subs in batches:
+            if not guarantees.wanted(subs):
+                continue
+            if papers is None:
+                papers = {e.id: e for e in store.entries()} if store is not None else {}
+            for sub in subs:
+                problems += guarantees.broken(sub, papers)
+        if problems:
+            raise ConfigError(problems[0] if len(problems) == 1 else f"{len(problems)} must_include / must_exclude "
+                              "guarantees are broken", tuple(problems))
 
     def send(self, now: datetime, *, fetch: bool = True, only: str | Collection[str] | None = None,
              group: tuple[str, str] | None = None, outbox: Path | None = None,

@@ -15,13 +15,14 @@ from typing import Any
 
 from ruamel.yaml.comments import CommentedMap
 
+from newsletter import guarantees
 from newsletter import subscribers as yamledit
 from newsletter.addresses import check_address
 from newsletter.deployment import Deployment
 from newsletter.errors import ConfigError, QuerySyntaxError
 from newsletter.issues import profile_of
 from newsletter.matching import Profile
-from newsletter.models import Subscriber
+from newsletter.models import Config, Subscriber
 from newsletter.replay import Replay, replay
 from newsletter.roster import Roster, validate_rows, as_dict
 from newsletter.standing import pause_end, pause_over, until_reason
@@ -125,6 +126,7 @@ def set_fields(dep: Deployment, env: Mapping[str, str], email: str, changes: Seq
         item = {k: v for k, v in as_dict(sub).items() if v is not None}
         _apply(item, changes)
         new = _validated(dep, item, env)
+        _keeps_guarantees(dep, new)
         with dep.store() as store:
             store.update_subscriber(new)
         return Edited(new, f"changed {', '.join(dict.fromkeys(c.key for c in changes))} of {sub.email}", "store")
@@ -139,8 +141,27 @@ def set_fields(dep: Deployment, env: Mapping[str, str], email: str, changes: Seq
                                                  remove=list(ch.values) if ch.op == "remove" else [])(doc))
         return "; ".join(dict.fromkeys(what))
 
-    config, what = yamledit.edit(dep.config.path, change, env)
+    def verify(config: Config) -> None:
+        changed = config.subscriber(email)
+        if changed is not None:
+            _keeps_guarantees(dep, changed)
+
+    config, what = yamledit.edit(dep.config.path, change, env, verify)
     return Edited(config.subscriber(email), what, "file")
+
+
+def _keeps_guarantees(dep: Deployment, sub: Subscriber) -> None:
+    """Refuse (ConfigError: nothing is written) a profile that would lose a must_include paper or
+    select a must_exclude one."""
+    ids = guarantees.wanted([sub])
+    if not ids:
+        return
+    with dep.snapshot() as store:
+        papers = {e.id: e for e in store.entries() if e.id in ids}
+    problems = guarantees.broken(sub, papers)
+    if problems:
+        raise ConfigError(f"the edit was not saved: {problems[0]}" if len(problems) == 1 else
+                          f"the edit was not saved: {len(problems)} guarantees broken", tuple(problems))
 
 
 def remove(dep: Deployment, env: Mapping[str, str], email: str) -> Edited:

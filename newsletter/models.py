@@ -136,6 +136,8 @@ class Subscriber:
     home: str = "file"  # where the subscriber is defined: "file" (subscribers.yaml) or "store"
     trending: int = 0  # with keywords: a "Trending" section of this many papers that did not match
     updates: bool = True  # an "Updates" section: papers received before that gained a code link, ...
+    must_include: tuple[str, ...] = ()  # paper ids the profile must keep selecting (newsletter/guarantees.py)
+    must_exclude: tuple[str, ...] = ()  # paper ids it must never select
 
     @property
     def trending_only(self) -> bool:

@@ -266,9 +266,20 @@ def import_subscribers(config: Config, store: Store, subscribers: Sequence[Subsc
 
 
 def as_dict(s: Subscriber) -> dict[str, Any]:
-    return {"email": s.email, "name": s.name, "keywords": list(s.keywords), "exclude": list(s.exclude),
-            "schedule": s.schedule, "timezone": s.timezone, "max_entries": s.max_entries,
-            "min_upvotes": s.min_upvotes, "send_empty": s.send_empty}
+    """The subscriber as the `subscribers:` schema writes it (the optional keys only when set)."""
+    out: dict[str, Any] = {
+        "email": s.email, "name": s.name, "keywords": list(s.keywords), "exclude": list(s.exclude),
+        "schedule": s.schedule, "timezone": s.timezone, "max_entries": s.max_entries,
+        "min_upvotes": s.min_upvotes, "send_empty": s.send_empty}
+    if s.trending:
+        out["trending"] = s.trending
+    if not s.updates:
+        out["updates"] = False
+    if s.must_include:
+        out["must_include"] = list(s.must_include)
+    if s.must_exclude:
+        out["must_exclude"] = list(s.must_exclude)
+    return out
 
 
 def export(config: Config, store: Store, out: TextIO, fmt: str, *, include_file: bool = False) -> int:

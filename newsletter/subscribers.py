@@ -85,9 +85,10 @@ def _find(seq: CommentedSeq, email: str) -> int | None:
 
 
 def edit(path: Path, change: Callable[[CommentedMap], str | tuple[str, str]],
-         env: Mapping[str, str] | None = None) -> tuple[Config, str]:
-    """Apply `change` to the loaded document under the lock; validate; write. Returns the new
-    config and the change's description. Raises ConfigError (file unchanged) on any problem."""
+         env: Mapping[str, str] | None = None, verify: Callable[[Config], None] | None = None) -> tuple[Config, str]:
+    """Apply `change` to the loaded document under the lock; validate (and `verify` the new config,
+    which raises ConfigError to refuse it); write. Returns the new config and the change's
+    description. Raises ConfigError (file unchanged) on any problem."""
     with locked(path):
         try:
             text = path.read_text(encoding="utf-8")
@@ -113,6 +114,8 @@ def edit(path: Path, change: Callable[[CommentedMap], str | tuple[str, str]],
         except ConfigError as exc:
             raise ConfigError(f"{path}: the edit was not saved:\n" + "\n".join(exc.problems),
                               exc.problems) from None
+        if verify is not None:
+            verify(config)
         if new_text != text:
             write_atomically(path, new_text)
         return config, what

@@ -464,7 +464,7 @@ class Store:
 
     def add_subscribers(self, subscribers: Iterable[Subscriber], now: datetime, *, replace_existing: bool = False) -> int:
         """Insert store-held subscribers in one transaction; returns how many were written."""
-        sql = _SUBSCRIBER_UPSERT if replace_existing else f"INSERT INTO subscribers VALUES ({marks(10)})"
+        sql = _SUBSCRIBER_UPSERT if replace_existing else f"INSERT INTO subscribers VALUES ({marks(len(TABLES['subscribers']))})"
         rows = [R.subscriber_values(s, now) for s in subscribers]
         try:
             with self.transaction():

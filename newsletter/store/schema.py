@@ -6,13 +6,13 @@ and ordered as text, byte by byte, exactly as SQLite does."""
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 TABLES: dict[str, tuple[str, ...]] = {
     "entries": ("id", "title_key", "title", "abstract", "authors", "author_count", "published", "upvotes",
                 "comments", "organization", "links", "sources", "first_seen", "updated"),
     "subscribers": ("email", "name", "keywords", "exclude", "schedule", "timezone", "max_entries", "min_upvotes",
-                    "send_empty", "added_at"),
+                    "send_empty", "added_at", "extra"),
     "subscriber_state": ("email", "unsubscribed_at", "hard_failures", "paused_reason", "paused_at", "bounced_at",
                          "paused_until"),
     "issues": ("id", "subscriber", "slot", "built_at", "status", "subject", "message_id", "message", "entry_count",
@@ -65,6 +65,9 @@ CREATE INDEX issues_pending ON issues(status, next_attempt) WHERE status = 'pend
 """,
     # 3: a pause with an end ("until a date"): when it is over, `end_pauses` lifts it.
     3: "ALTER TABLE subscriber_state ADD COLUMN paused_until TEXT;",
+    # 4: what else a store-held subscriber's profile says (trending, updates, must_include, must_exclude),
+    # as JSON: NULL when all are the defaults.
+    4: "ALTER TABLE subscribers ADD COLUMN extra TEXT;",
 }
 
 _T = 'TEXT COLLATE "C"'
@@ -106,6 +109,7 @@ CREATE TABLE sources (
 # Version -> the statements that bring a PostgreSQL database from version-1 to it.
 POSTGRES_UPGRADES: dict[int, str] = {
     3: f"ALTER TABLE subscriber_state ADD COLUMN paused_until {_T};",
+    4: f"ALTER TABLE subscribers ADD COLUMN extra {_T};",
 }
 
 
