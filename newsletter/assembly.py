@@ -32,7 +32,7 @@ _SLOT_OPEN = "@@nl-slot-"
 _SLOT = re.compile(f"{_SLOT_OPEN}(\\d+){CLOSE}")
 _TEXT_BLOCK = re.compile(r"(<mj-(?:text|title)\b[^>]*(?<!/)>)(.*?)(</mj-(?:text|title)>)", re.S)
 # values that differ from one subscriber to the next: pieces holding them are not kept for reuse
-_PERSONAL = ("subscriber", "profile", "unsubscribe_url", "change_url", "view_url", "rate_url", "issue.id")
+_PERSONAL = ("subscriber", "profile", "unsubscribe_url", "change_url", "view_url", "rate_url", "issue.id", "near_")
 _SHARED_LIMIT = 50_000  # distinct shared pieces kept per renderer before the store starts again
 
 

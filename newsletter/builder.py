@@ -13,7 +13,7 @@ from datetime import datetime
 
 from newsletter import issues as issuelib
 from newsletter import message as messagelib
-from newsletter import records, trending, updates
+from newsletter import nearmiss, records, trending, updates
 from newsletter.issues import Due, Window
 from newsletter.matching import EntryIndex, Profile
 from newsletter.models import Config, Issue, Match, RenderedIssue, Subscriber
@@ -136,8 +136,10 @@ class Builder:
                 extra = self._trending_top(index, window, d, candidates & ~matched & ~self._excluded(index, profile),
                                            sub.trending)
             news = updates.for_subscriber(changes, d.since, self.now, received.get(sub.email, set()))
+            near = nearmiss.near_misses(index, profile, candidates, {m.entry.id for m in (*matches, *extra)}) \
+                if sub.near_misses and not sub.trending_only else ()
             issue = Issue(issuelib.issue_id(sub.email, d.slot), sub, d.slot, self.now, tuple(matches), d.first,
-                          trending=tuple(extra), updates=news)
+                          trending=tuple(extra), updates=news, near=near)
             if issue.empty and not sub.send_empty:
                 reason = ("no new entries" if not window.mask(d.since) else
                           "none of the new entries has a community signal (upvotes) to trend with"

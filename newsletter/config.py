@@ -38,7 +38,7 @@ _SMTP_KEYS = ("host", "port", "tls", "username", "timeout", "concurrency", "rate
               "ca_file", "max_per_connection", "pause_after")
 _SUBSCRIBER_KEYS = ("email", "name", "keywords", "exclude", "schedule", "timezone", "max_entries",
                     "min_upvotes", "send_empty", "paused", "unsubscribed", "trending", "updates", "must_include",
-                    "must_exclude")
+                    "must_exclude", "near_misses")
 # With no base_url the only List-Unsubscribe is a mailto: (printed by validate; `send` may print it too).
 NO_ONE_CLICK_WARNING = (
     "no base_url: messages carry only a mailto: List-Unsubscribe, which Gmail's and Yahoo's bulk-sender "
@@ -444,6 +444,7 @@ def _subscribers(c: Checker, node: yaml.Node | None, settings: Settings | None) 
         updates = c.scalar(m["updates"], f"{what}.updates", ("bool",)) if "updates" in m else True
         musts = {key: _paper_ids(c, m[key], f"{what}.{key}") if key in m else ()
                  for key in ("must_include", "must_exclude")}
+        near = c.scalar(m["near_misses"], f"{what}.near_misses", ("bool",)) if "near_misses" in m else False
         exclude = c.strings(m["exclude"], f"{what}.exclude") if "exclude" in m else []
         c.queries(exclude, f"{what}.exclude")
         tz_name = settings.timezone if settings else "UTC"
@@ -472,5 +473,6 @@ def _subscribers(c: Checker, node: yaml.Node | None, settings: Settings | None) 
                 send_empty=settings.send_empty if send_empty is None else bool(send_empty),
                 paused=bool(paused), unsubscribed=bool(unsubscribed), trending=trending or 0,
                 updates=updates is not False, must_include=musts["must_include"], must_exclude=musts["must_exclude"],
+                near_misses=near is True,
             ))
     return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -138,6 +140,7 @@ class Subscriber:
     updates: bool = True  # an "Updates" section: papers received before that gained a code link, ...
     must_include: tuple[str, ...] = ()  # paper ids the profile must keep selecting (newsletter/guarantees.py)
     must_exclude: tuple[str, ...] = ()  # paper ids it must never select
+    near_misses: bool = False  # end each issue with up to three papers that missed by one clause
 
     @property
     def trending_only(self) -> bool:
@@ -206,6 +209,7 @@ class Issue:
     first: bool = False
     trending: tuple[Match, ...] = ()  # the "Trending" section: papers that did not match, each with `why`
     updates: tuple[Update, ...] = ()  # papers received before that changed since
+    near: tuple[Any, ...] = ()  # nearmiss.NearMiss: papers that missed the profile by one clause
 
     @property
     def empty(self) -> bool:

@@ -254,6 +254,12 @@ class SlotRenderer:
             "change_url": links.change,
             "view_url": links.view,
             "rate_url": links.rate,
+            # near misses (nearmiss.py): three lists, so that every value stays a string for the plans
+            "near_titles": [" ".join(readable(n.entry.title).split()) for n in issue.near],
+            "near_urls": [paper_links(Match(n.entry, 0.0, ()), words)[0] for n in issue.near],
+            "near_clauses": [n.clause for n in issue.near],
+            "near_lines": [wrap(f"{' '.join(readable(n.entry.title).split())} ({n.clause})", first=" - ")
+                           + f"\n   {paper_links(Match(n.entry, 0.0, ()), words)[0]}" for n in issue.near],
             "t": words,
         }
 

@@ -279,6 +279,8 @@ def as_dict(s: Subscriber) -> dict[str, Any]:
         out["must_include"] = list(s.must_include)
     if s.must_exclude:
         out["must_exclude"] = list(s.must_exclude)
+    if s.near_misses:
+        out["near_misses"] = True
     return out
 
 

@@ -152,12 +152,13 @@ def state(row: Sequence) -> StateRow:  # type: ignore[type-arg]
     return StateRow(row[0], dt(row[1]), row[2], row[3], dt(row[4]), dt(row[5]))
 
 
-_EXTRA_DEFAULTS = {"trending": 0, "updates": True, "must_include": [], "must_exclude": []}
+_EXTRA_DEFAULTS = {"trending": 0, "updates": True, "must_include": [], "must_exclude": [], "near_misses": False}
 
 
 def subscriber_values(s: Subscriber, now: datetime) -> tuple:  # type: ignore[type-arg]
     extra = {k: v for k, v in (("trending", s.trending), ("updates", s.updates), ("must_include", list(s.must_include)),
-                                ("must_exclude", list(s.must_exclude))) if v != _EXTRA_DEFAULTS[k]}
+                                ("must_exclude", list(s.must_exclude)), ("near_misses", s.near_misses))
+             if v != _EXTRA_DEFAULTS[k]}
     return (s.email, s.name, json.dumps(list(s.keywords)), json.dumps(list(s.exclude)), s.schedule, s.timezone,
             s.max_entries, s.min_upvotes, int(s.send_empty), ts(now), json.dumps(extra) if extra else None)
 
@@ -168,4 +169,4 @@ def subscriber(row: Sequence) -> Subscriber:  # type: ignore[type-arg]
                       schedule=row[4], timezone=row[5], max_entries=row[6], min_upvotes=row[7],
                       send_empty=bool(row[8]), home="store", trending=int(extra.get("trending", 0)),
                       updates=bool(extra.get("updates", True)), must_include=tuple(extra.get("must_include", ())),
-                      must_exclude=tuple(extra.get("must_exclude", ())))
+                      must_exclude=tuple(extra.get("must_exclude", ())), near_misses=bool(extra.get("near_misses")))
