@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +15,7 @@ from pathlib import Path
 from newsletter import editing, replay, roster
 from newsletter.console import print_matches, say
 from newsletter.deployment import Deployment
-from newsletter.errors import ConfigError
+from newsletter.errors import ConfigError, StateError
 from newsletter.models import Subscriber
 
 
@@ -147,8 +148,12 @@ def _show_effect(args: argparse.Namespace, dep: Deployment, sub: Subscriber | No
 
     if sub is None or not dep.state.exists() or args.quiet:
         return
-    with dep.snapshot() as store:
-        entries = store.entries()
+    try:
+        with dep.snapshot() as store:
+            entries = store.entries()
+    except StateError as exc:  # the edit is saved: say why the preview is missing, and still succeed
+        print(f"warning: saved, but the stored papers cannot be read to show its effect: {exc}", file=sys.stderr)
+        return
     print_matches(EntryIndex(entries).select(profile_of(sub), limit=10), len(entries))
 
 

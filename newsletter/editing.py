@@ -65,7 +65,8 @@ def add(dep: Deployment, env: Mapping[str, str], now: datetime, *, to_store: boo
         address = check_address(email)
     except ValueError as exc:
         raise ConfigError(f"email '{email}': {exc}") from None
-    with dep.store() as store:
+    # a subscriber added to the file needs the state only to be read (it may be in a read-only folder)
+    with dep.store() if to_store else dep.snapshot() as store:
         if Roster(dep.config, store).find(address) is not None:
             raise ConfigError(f"'{address}' is already a subscriber (use `subscribers set` to change it)")
         if to_store:

@@ -75,3 +75,40 @@ def test_a_corrupt_page_in_the_state_file_is_named_not_a_traceback(tmp_path: Pat
     assert run("--file", str(project), "entries") == 1  # and a command says so in one line
     err = capsys.readouterr().err
     assert str(state) in err and "malformed" in err and "Traceback" not in err and recorder.messages == []
+
+
+def test_a_read_only_state_folder_serves_reading_commands_and_file_edits(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 15, finding 15: the state's folder cannot be written (made immutable: even root cannot
+    create the file SQLite's WAL needs there). Reading commands work; adding a subscriber to the file
+    succeeds and says so; writing to the store says which file and why, and changes nothing."""
+    import subprocess
+
+    from conftest import run, write_config
+
+    project = write_config(tmp_path)
+    state = tmp_path / ".newsletter" / "state.sqlite3"
+    assert run("--file", str(project), "ingest") == 0
+    assert run("--file", str(project), "subscribers", "add", "--store", "held@example.org", "--keyword", "LLM") == 0
+    for extra in state.parent.glob("state.sqlite3-*"):
+        extra.unlink()  # as after a clean close: only the file itself
+    subprocess.run(["chattr", "+i", str(state.parent)], check=True)
+    try:
+        with pytest.raises(OSError):
+            (state.parent / "probe").touch()  # the folder really is read-only, for root too
+        capsys.readouterr()
+        for command in (["status"], ["entries"], ["subscribers", "list"], ["match", "LLM"], ["validate"]):
+            assert run("--file", str(project), *command) == 0, command
+        out = capsys.readouterr().out
+        assert "held@example.org (store)" in out and "entries" in out
+        assert run("--file", str(project), "subscribers", "add", "new@example.org", "--keyword", "LLM") == 0
+        captured = capsys.readouterr()
+        assert "added new@example.org" in captured.out + captured.err and "error" not in captured.err
+        assert run("--file", str(project), "subscribers", "add", "--store", "other@example.org",
+                   "--keyword", "LLM") == 1
+        assert f"{state}: cannot use the state file: unable to open database file" in capsys.readouterr().err
+    finally:
+        subprocess.run(["chattr", "-i", str(state.parent)], check=True)
+    assert "new@example.org" in project.read_text()
+    with Store(state) as store:
+        assert store.known(["held@example.org", "other@example.org"]) == {"held@example.org"}

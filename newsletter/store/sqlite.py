@@ -6,6 +6,7 @@ The schema is versioned: `upgrade()` brings an older file up to date and refuses
 from __future__ import annotations
 
 import os
+import tempfile
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -13,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import quote
 from typing import Any
 
 from newsletter.errors import StateError
@@ -74,9 +76,7 @@ class SqliteStore(Store):
             if not path.is_file():
                 raise StateError(f"{path}: the state must be a file; this is a folder or a device")
             try:
-                source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-                source.backup(store.db)
-                source.close()
+                _copy_read_only(path, store.db)
             except sqlite3.DatabaseError as exc:
                 raise StateError(f"{path}: cannot read the state file: {exc}") from exc
         try:
@@ -176,3 +176,33 @@ class SqliteStore(Store):
             self.db.executemany("UPDATE issues SET claimed_by=?, claim_until=? WHERE id=?",
                                 [(owner, R.ts(until), row.id) for row in taken])
         return [replace(row, claimed_by=owner, claim_until=until) for row in taken]
+
+
+def _copy_read_only(path: Path, into: sqlite3.Connection) -> None:
+    """Copy the file into `into` without writing anything beside it. In a folder that cannot be
+    written (a read-only mount, a folder of another user) SQLite cannot make the shared-memory file a
+    WAL file needs, even to read: the file is then read as immutable (nobody can be writing it)."""
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    try:
+        source = sqlite3.connect(uri, uri=True)
+        try:
+            source.backup(into)
+        finally:
+            source.close()
+    except sqlite3.OperationalError as exc:
+        if "unable to open" not in str(exc) or os.access(path.parent, os.W_OK) and not _immutable_dir(path.parent):
+            raise
+        source = sqlite3.connect(uri + "&immutable=1", uri=True)
+        try:
+            source.backup(into)
+        finally:
+            source.close()
+
+
+def _immutable_dir(folder: Path) -> bool:
+    """Whether files can be made in `folder` (os.access says yes to root whatever the mount or flags)."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return False
+    except OSError:
+        return True
