@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
 from newsletter.errors import ConfigError
@@ -28,11 +29,19 @@ class Secrets:
     link_secret: str | None = field(default=None, repr=False)
     previous: tuple[str, ...] = field(default=(), repr=False)
     dkim_key: bytes | None = field(default=None, repr=False)
+    previous_until: datetime | None = None  # after this, links signed with `previous` stop working
+
+    def verifying_at(self, now: datetime) -> tuple[str, ...]:
+        """Secrets accepted when verifying a link at `now`: the current one first, then the rotated-out
+        ones until NEWSLETTER_SECRET_PREVIOUS_UNTIL (if set)."""
+        current = (self.link_secret,) if self.link_secret else ()
+        if self.previous_until is not None and now >= self.previous_until:
+            return current
+        return current + self.previous
 
     @property
     def verifying(self) -> tuple[str, ...]:
-        """Secrets accepted when verifying a link: the current one first."""
-        return ((self.link_secret,) if self.link_secret else ()) + self.previous
+        return self.verifying_at(datetime.now(timezone.utc))
 
     def __repr__(self) -> str:
         return (f"Secrets(link_secret={'***' if self.link_secret else None}, previous={len(self.previous)}, "
@@ -59,4 +68,19 @@ def read(env: Mapping[str, str]) -> Secrets:
             key = Path(path).read_bytes()
         except OSError as exc:
             raise ConfigError(f"NEWSLETTER_DKIM_KEY_FILE: cannot read {path}: {exc.strerror}") from exc
-    return Secrets(secret, previous, key)
+    return Secrets(secret, previous, key, _until(env.get("NEWSLETTER_SECRET_PREVIOUS_UNTIL", "").strip()))
+
+
+def _until(text: str) -> datetime | None:
+    """NEWSLETTER_SECRET_PREVIOUS_UNTIL: a day (links signed with the old secrets work through its end,
+    UTC) or a date-time (UTC unless it says otherwise)."""
+    if not text:
+        return None
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text) + timedelta(days=1), time(), timezone.utc)
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"NEWSLETTER_SECRET_PREVIOUS_UNTIL: '{text}' is not a date (YYYY-MM-DD) or an ISO "
+                          "date-time") from None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)

@@ -32,7 +32,7 @@ def readers_app(deployment: Callable[[], Deployment], env: Mapping[str, str], *,
     site = Site(deployment, env, clock, policy or Policy.from_settings(settings), pages, on_confirmed)
     app = Starlette(routes=[
         Route("/", health), Route("/health", health), Route("/favicon.ico", no_icon),
-        *unsubscribe_routes(pages, unsubscribe, dep.secrets.verifying, title=settings.title, now=clock),
+        *unsubscribe_routes(pages, unsubscribe, dep.secrets.verifying_at, title=settings.title, now=clock),
         *signup.routes(site), *manage.routes(site), *feedback.routes(site), *archive.routes(site),
         *live.routes(site),
     ], exception_handlers=handlers(pages), max_body_size=MAX_BODY)

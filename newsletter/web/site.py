@@ -53,7 +53,8 @@ class Site:
         return Links((settings.base_url or "").rstrip("/"), self.dep.secrets.link_secret or "")
 
     def subject(self, request: Request, purpose: Purpose) -> str | None:
-        return check(request.path_params["token"], purpose, self.dep.secrets.verifying, self.clock())
+        now = self.clock()
+        return check(request.path_params["token"], purpose, self.dep.secrets.verifying_at(now), now)
 
     def refusal(self, request: Request) -> Response:
         """The one answer to every bad link: forged, altered, expired, used, revoked or another purpose."""
@@ -76,7 +77,7 @@ class Site:
         return self.dep.secrets.link_secret or ""
 
     def _form_keys(self) -> tuple[str, ...]:
-        return self.dep.secrets.verifying
+        return self.dep.secrets.verifying_at(self.clock())
 
     def stale(self, request: Request) -> Response:
         return self.pages.render(request, "message", 403, heading="Please try again",

@@ -32,13 +32,17 @@ log = logging.getLogger("newsletter.web")
 MAX_BODY = 64 * 1024  # the one-click body is 26 bytes
 
 
-def unsubscribe_routes(pages: Pages, unsubscribe: Callable[[str], None], secrets: Sequence[str], *, title: str,
+def unsubscribe_routes(pages: Pages, unsubscribe: Callable[[str], None],
+                       secrets: Sequence[str] | Callable[[datetime], Sequence[str]], *, title: str,
                        now: Callable[[], datetime]) -> list[Route]:
-    """GET (a page with a button) and POST (one-click) /unsubscribe/<token>."""
-    keys = list(secrets)
+    """GET (a page with a button) and POST (one-click) /unsubscribe/<token>. `secrets`: the keys, or
+    what gives the keys accepted at a time (old secrets may stop at a date)."""
+    fixed = None if callable(secrets) else list(secrets)
 
     def address(request: Request) -> str | None:
-        return check(request.path_params["token"], Purpose.UNSUBSCRIBE, keys, now())
+        at = now()
+        keys = fixed if fixed is not None else secrets(at)  # type: ignore[operator]
+        return check(request.path_params["token"], Purpose.UNSUBSCRIBE, keys, at)
 
     def invalid(request: Request) -> Response:
         return pages.render(request, "message", 400, heading="This link is not valid",
