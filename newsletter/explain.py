@@ -33,7 +33,7 @@ from newsletter.matching import EntryIndex, Profile
 from newsletter.models import Config, Entry, Subscriber
 from newsletter.roster import Roster
 from newsletter.standing import Standing, standing
-from newsletter.store import IssueRow, StateRow, Store
+from newsletter.store import IssueRow, NewIssue, StateRow, Store
 
 BATCH = 500
 
@@ -116,7 +116,7 @@ def explain_for(paper: Entry, sub: Subscriber, state: StateRow | None, issues: S
         k = ks[0]
     else:
         for i in issues:
-            if paper.id in carried.get(i.id, ()) and i.status in ("sent", "pending"):
+            if paper.id in carried.get(i.id, ()) and i.status in ("sent", "pending", PREVIEW):
                 return _carried(email, paper, i)
         seen = paper.first_seen
         later = [k for k, i in enumerate(issues) if seen is None or i.built_at >= seen]
@@ -187,7 +187,19 @@ def explain_for(paper: Entry, sub: Subscriber, state: StateRow | None, issues: S
                   target.id)
 
 
+PREVIEW = "preview"  # the status of an issue a preview builds now (never recorded)
+
+
+def planned_row(record: NewIssue) -> tuple[IssueRow, set[str]]:
+    """An issue built in memory (a preview) as a ledger row and the papers it carries."""
+    row = IssueRow(record.id, record.subscriber, record.slot, record.built_at, PREVIEW, record.subject, None, None,
+                   len(record.entry_ids), 0, None, None, None, None, False, dropped=record.dropped)
+    return row, set(record.entry_ids)
+
+
 def _carried(email: str, paper: Entry, issue: IssueRow) -> Reason:
+    if issue.status == PREVIEW:
+        return Reason(email, "delivered", f"in the issue this preview builds (issue {issue.id})", issue.id)
     if issue.status == "sent":
         return Reason(email, "delivered", f"delivered in issue {issue.id} on {_day(issue.sent_at)}", issue.id)
     return Reason(email, "delivered", f"in issue {issue.id} (built on {_day(issue.built_at)}), pending delivery",
@@ -195,9 +207,11 @@ def _carried(email: str, paper: Entry, issue: IssueRow) -> Reason:
 
 
 def explain(store: Store, config: Config, paper_text: str, *, subscriber: str | None = None,
-            issue_id: str | None = None) -> tuple[Entry, Iterator[Reason]]:
+            issue_id: str | None = None, planned: Mapping[str, tuple[IssueRow, set[str]]] | None = None
+            ) -> tuple[Entry, Iterator[Reason]]:
     """The paper asked about, and a reason per subscriber (only `subscriber` when given); reads the
-    store a batch of subscribers at a time."""
+    store a batch of subscribers at a time. `planned`: per subscriber, an issue built in memory now
+    (the workbench's preview), explained as the newest issue."""
     entries = store.entries()
     paper = find_paper(entries, paper_text)
     roster = Roster(config, store)
@@ -221,6 +235,10 @@ def explain(store: Store, config: Config, paper_text: str, *, subscriber: str | 
             emails = [s.email for s in batch]
             issues = store.issues_of(emails)
             carried = store.issue_entry_ids([i.id for rows in issues.values() for i in rows])
+            for email, (row, ids) in (planned or {}).items():
+                if email in emails:
+                    issues.setdefault(email, []).append(row)
+                    carried[row.id] = ids
             states = store.states(emails)
             for sub in batch:
                 yield explain_for(paper, sub, states.get(sub.email), issues.get(sub.email, []), carried, entries,

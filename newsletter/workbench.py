@@ -31,6 +31,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from newsletter import explain as explainlib
 from newsletter import ingest, pipeline, web
 from newsletter.addresses import normalise_address
 from newsletter.config import load
@@ -156,6 +157,28 @@ class Workbench:
                             for href, label in _LINK.findall(found.html)]
         return out
 
+    def explain(self, paper: str) -> dict[str, Any]:
+        """"Why not this paper?": each subscriber's reason, this preview's issues counted as built now."""
+        if not paper.strip():
+            return {"error": "type an arXiv id, a paper URL or words of a title"}
+        try:
+            config = load(self.config_path, self.env)
+            now = self.at or datetime.now(timezone.utc)
+            store = Store.snapshot(self.state_path)
+            try:
+                if self.fetch:
+                    ingest.ingest_sources(store, config, now)
+                built, _ = pipeline.plan(config, store, now, secret=self.preview_secret, upcoming=True)
+                planned = dict(explainlib.planned_row(b.to_record()) for b in built)
+                found, reasons = explainlib.explain(store, config, paper,
+                                                    planned={row.subscriber: (row, ids) for row, ids in planned.items()})
+                rows = [r.as_dict() for r in reasons]
+            finally:
+                store.close()
+        except NewsletterError as exc:
+            return {"error": str(exc)}
+        return {"paper": {"id": found.id, "title": " ".join(found.title.split())}, "reasons": rows}
+
     def email_html(self, email: str, theme: str) -> str | None:
         found = self._find(email)
         if found is None or found.html is None:
@@ -206,6 +229,10 @@ def app(bench: Workbench, key: str) -> ASGIApp:
         found = bench.issue(request.path_params["email"])
         return JSONResponse(found if found else {"error": "no such subscriber"}, 200 if found else 404)
 
+    def why(request: Request) -> Response:
+        found = bench.explain(request.query_params.get("paper", "")[:500])
+        return JSONResponse(found)  # "no such paper" is an answer, not a failed request
+
     def email(request: Request) -> Response:
         html = bench.email_html(request.path_params["email"], request.query_params.get("theme", "auto"))
         if html is None:
@@ -214,7 +241,8 @@ def app(bench: Workbench, key: str) -> ASGIApp:
 
     routes = [Route("/favicon.ico", no_icon), Route("/{key}/", keyed(index)), Route("/{key}/{name}", keyed(asset)),
               Route("/{key}/api/version", keyed(version)), Route("/{key}/api/state", keyed(state)),
-              Route("/{key}/api/issue/{email:path}", keyed(issue)), Route("/{key}/email/{email:path}", keyed(email))]
+              Route("/{key}/api/issue/{email:path}", keyed(issue)), Route("/{key}/api/explain", keyed(why)),
+              Route("/{key}/email/{email:path}", keyed(email))]
     starlette = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_found}, max_body_size=0)
     starlette.router.redirect_slashes = False
     return web.Guard(starlette, web.LOOPBACK)

@@ -199,3 +199,32 @@ def test_issue_lookup_ignores_the_case_of_the_address(workbench: tuple[str, Path
     assert shouted.json() == exact.json() and shouted.json()["email"] == "ada@example.org"
     assert httpx.get(url + "email/Ada@Example.org").status_code == 200
     assert httpx.get(url + "api/issue/nobody@example.org").status_code == 404
+
+
+def test_why_not_this_paper(workbench: tuple[str, Path]) -> None:
+    """The search box answers what `newsletter explain` answers, this preview's issues counted as built."""
+    url, _ = workbench
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(url)
+        page.locator("#subscribers li").first.wait_for()
+        issue = httpx.get(url + "api/issue/ada@example.org").json()
+        assert issue["entries"] > 0
+        first_paper = re.search(r"https://huggingface\.co/papers/([0-9.]+)", issue["text"])
+        assert first_paper, issue["text"][:500]
+        page.fill("#why-paper", first_paper.group(1))
+        page.click("#why button")
+        page.locator("#why-out li").first.wait_for()
+        rows = {li.get_attribute("data-email"): li.inner_text()
+                for li in page.locator("#why-out li").all()}
+        assert rows["ada@example.org"].startswith("ada@example.org: in the issue this preview builds")
+        example = yaml.safe_load((ROOT / "subscribers.example.yaml").read_text())
+        assert set(rows) == {s["email"] for s in example["subscribers"]}
+        assert first_paper.group(1) in page.locator("#why-paper-name").inner_text()
+        page.fill("#why-paper", "no such words in any title at all")
+        page.click("#why button")
+        page.wait_for_function("() => document.getElementById('why-paper-name').textContent.includes('no stored paper')")
+        assert page.locator("#why-out li").count() == 0
+        assert errors == []

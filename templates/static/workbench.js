@@ -96,3 +96,21 @@ async function poll() {
   setTimeout(poll, 1000);
 }
 loadState().then(() => setTimeout(poll, 1000));
+
+// "Why not this paper?": each subscriber's reason (newsletter explain), this preview counted as built now.
+$("why").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const answer = await (await fetch("api/explain?paper=" + encodeURIComponent($("why-paper").value))).json();
+  const out = $("why-out");
+  out.replaceChildren();
+  $("why-paper-name").textContent = answer.error ? answer.error : `${answer.paper.id}: ${answer.paper.title}`;
+  for (const r of answer.reasons || []) {
+    const li = document.createElement("li");
+    li.dataset.email = r.subscriber;
+    li.dataset.reason = r.reason;
+    const who = document.createElement("strong");
+    who.textContent = r.subscriber;
+    li.append(who, document.createTextNode(": " + r.sentence));
+    out.append(li);
+  }
+});
