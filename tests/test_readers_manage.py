@@ -19,6 +19,8 @@ from newsletter import tokens
 from newsletter.config import load
 from newsletter.links import LESS, MORE, Links
 from newsletter.models import Subscriber
+from newsletter.matching import Profile, select
+from newsletter.store import Store
 from newsletter.roster import Roster
 from newsletter.store_readers import ReaderStore
 from newsletter.tokens import Purpose
@@ -60,6 +62,13 @@ def test_a_file_subscriber_is_edited_in_the_file_keeping_its_comments(site: dict
     saved = post(manage, page, action="save", **profile(page, keywords="title:diffusion\nquantization",
                                                          cadence="weekdays", timezone="Asia/Tokyo"))
     assert saved.status_code == 200 and "Saved." in saved.text
+    # the edit was replayed over the stored papers of the last 30 days before it was saved
+    with Store(site["dep"].state) as store:
+        papers = store.entries()
+    old = {m.entry.id for m in select(papers, Profile.from_strings(['"language model"']))}
+    new = {m.entry.id for m in select(papers, Profile.from_strings(["title:diffusion", "quantization"]))}
+    assert (f"Over the last 30 days it would have brought {len(new - old)} more papers and {len(old - new)} "
+            "fewer.") in saved.text.replace("&#39;", "'")
     text = site["path"].read_text()
     assert text.startswith("# kept by hand\n")
     ada = yaml.safe_load(text)["subscribers"][0]

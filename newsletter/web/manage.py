@@ -10,7 +10,7 @@ unsubscribing are store state for both.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from newsletter import editing, feedback, signup
+from newsletter import editing, feedback, replay, signup
 from newsletter.editing import Change
 from newsletter.errors import ConfigError, QuerySyntaxError
 from newsletter.links import split
@@ -116,11 +116,17 @@ def routes(site: Site) -> list[Route]:
             todo = changes(member.subscriber, form.fields)
             if not todo:
                 return await page(request, member, notice="Nothing to change.")
+            effect = ""
+            if any(c.key in ("keywords", "exclude") for c in todo):  # replayed before it is saved
+                replayed = await run_in_threadpool(editing.replay_changes, dep, email, todo,
+                                                   now - timedelta(days=replay.WINDOW_DAYS))
+                effect = (f" Over the last {replay.WINDOW_DAYS} days it would have brought {len(replayed.added)} "
+                          f"more paper{'s' if len(replayed.added) != 1 else ''} and {len(replayed.removed)} fewer.")
             problem = await edit(member, todo)
             if problem:
                 return await page(request, member, values=data, problem=problem, status=400)
             return await page(request, await member_of(request) or member,
-                              notice="Saved. Your next digest follows the new profile.")
+                              notice="Saved. Your next digest follows the new profile." + effect)
         if action == "apply":
             kind, query = data.get("kind", ""), data.get("query", "")
             try:
