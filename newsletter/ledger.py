@@ -36,20 +36,40 @@ def process_owner(name: str | None = None) -> str:
     return f"{name or socket.gethostname()}:{os.getpid()}"
 
 
-def stealable(holder: str, until: datetime, now: datetime) -> bool:
-    """A claim can be taken over when its lease ran out or its process on this host is gone."""
-    if until < now:
-        return True
+LOCAL_GRACE = timedelta(hours=1)  # a live process on this host keeps its claims this long past its lease
+
+
+def _alive_here(holder: str) -> bool | None:
+    """For a process of this host: whether it runs; None for another host's (or a named worker's)."""
     host, _, pid = holder.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
-        return False
+        return None
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
-        return True
-    except PermissionError:
         return False
-    return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stealable(holder: str, until: datetime, now: datetime) -> bool:
+    """A claim can be taken over when its process on this host is gone, or its lease ran out. A
+    process that still runs here keeps its claims past its lease (it may be between renewals, or
+    stopped in a debugger) until LOCAL_GRACE more has gone by (its pid may have been reused)."""
+    alive = _alive_here(holder)
+    if alive is False:
+        return True
+    if alive:
+        return until + LOCAL_GRACE < now
+    return until < now
+
+
+def takeover_at(leases: dict[str, datetime]) -> datetime | None:
+    """When the first claim another process holds may be taken over, from each holder's earliest
+    lease end; None when no other process holds one."""
+    ends = [until + LOCAL_GRACE if _alive_here(holder) else until for holder, until in leases.items()]
+    return min(ends) if ends else None
 
 
 def retry_delay(attempt: int, jitter: float) -> timedelta:
@@ -130,6 +150,14 @@ class Ledger:
         held = self.store.holds(self.owner, issue_ids)
         self.lost.extend(i for i in issue_ids if i not in held)
         return held
+
+    def takeover_wait(self, deadline: datetime) -> float | None:
+        """Seconds until a claim another process holds may be taken over (0: now), or None when
+        there is none to wait for before `deadline` (none held, or held by a process that renews)."""
+        when = takeover_at(self.store.claim_leases(self.owner))
+        if when is None or when > deadline:
+            return None
+        return max(0.0, (when - self.clock()).total_seconds())
 
     def release(self) -> None:
         self.flush()

@@ -209,7 +209,25 @@ class _Run:
                     await self.deliver(jobs)
                     self.report.timed("deliver", t)
                 await producer  # its exception, if any, is this run's
+            t = time.perf_counter()
+            await self.takeover(only, batch)
+            self.report.timed("takeover", t)
         self.ledger.flush()  # outcomes of the retries sent on the way out
+
+    async def takeover(self, only: str | Collection[str] | None, batch: int) -> None:
+        """Before leaving: issues another worker claimed and will not deliver (it died) are finished in
+        this run. Waits, at most one lease, for their leases to run out (the ledger says when a claim
+        may be taken); a worker that keeps renewing keeps its claims and finishes them itself."""
+        deadline = self.ledger.clock() + self.ledger.lease
+        while not self.stopping():
+            wait = self.ledger.takeover_wait(deadline)
+            if wait is None:
+                return
+            if wait > 0:
+                await asyncio.sleep(min(wait + 0.1, 5.0))
+                continue
+            if not await self.leftovers(only, batch):
+                return  # what ran out is not due yet (a retry later): the next run takes it
 
     async def from_workers(self, now: datetime, only: str | Collection[str] | None,
                            group: tuple[str, str] | None, catch_up: timedelta | None, batch: int) -> None:
@@ -284,8 +302,9 @@ class _Run:
         finally:
             asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
 
-    async def leftovers(self, only: str | Collection[str] | None, batch: int) -> None:
-        """Pending issues of earlier runs (killed, or due for another attempt), page by page."""
+    async def leftovers(self, only: str | Collection[str] | None, batch: int) -> int:
+        """Pending issues of earlier runs (killed, or due for another attempt), page by page; how many
+        were claimed."""
         subscribers = [only] if isinstance(only, str) else list(only) if only is not None else None
         seen: set[str] = set()
         roster = Roster(self.config, self.store)
@@ -293,7 +312,7 @@ class _Run:
             rows, expired = self.ledger.claim(batch, subscribers=subscribers, exclude=list(seen))
             self.report.expired.extend(expired)
             if not rows:
-                return
+                break
             seen.update(r.id for r in rows)
             emails = sorted({r.subscriber for r in rows})
             states = self.store.states(emails)
@@ -310,6 +329,7 @@ class _Run:
             if stale:
                 self.store.expire(stale)
             await self.deliver(jobs)
+        return len(seen)
 
     async def deliver(self, jobs: Sequence[Job]) -> None:
         if not jobs or self.stopping() or self.sender is None:

@@ -289,6 +289,12 @@ class Store:
             args.append(subscriber)
         return [R.issue(r) for r in self._q(sql + " ORDER BY slot, subscriber", args)]
 
+    def claim_leases(self, owner: str) -> dict[str, datetime]:
+        """Per process other than `owner` holding pending issues: its earliest lease end."""
+        rows = self._q("SELECT claimed_by, MIN(claim_until) FROM issues WHERE status='pending' AND claimed_by "
+                       "IS NOT NULL AND claimed_by <> ? AND claim_until IS NOT NULL GROUP BY claimed_by", (owner,))
+        return {holder: R.dt(until) for holder, until in rows if until}  # type: ignore[misc]
+
     def issues(self, status: str | None = None) -> list[IssueRow]:
         sql, args = f"SELECT {ISSUE_COLUMNS} FROM issues", []
         if status:
