@@ -19,6 +19,7 @@ from newsletter.deployment import Deployment, resolve_state
 from newsletter.entries import to_json
 from newsletter.errors import StateError, ConfigError, NewsletterError, PartialDeliveryError, QuerySyntaxError
 from newsletter.models import Config
+from newsletter.roster import Roster
 from newsletter.store import Location, Store, location
 
 EPILOG = "Docs: README.md. Exit codes: 0 ok, 1 error, 2 usage or configuration, 3 some deliveries failed."
@@ -280,9 +281,10 @@ def cmd_match(args: argparse.Namespace) -> int:
     by_signal = args.trending
     if args.subscriber:
         config = _config(args)
-        sub = config.subscriber(args.subscriber)
+        with _read_store(args) as store:  # a subscriber of the file or of the store
+            sub = Roster(config, store).find(args.subscriber)
         if sub is None:
-            raise ConfigError(f"no subscriber '{args.subscriber}' in {args.file}")
+            raise ConfigError(f"no subscriber '{args.subscriber}' in {args.file} or the state store")
         keywords += list(sub.keywords)
         exclude += list(sub.exclude)
         min_upvotes = sub.min_upvotes

@@ -66,3 +66,16 @@ def test_match_since_limits_to_recent_entries(state: Path, capsys: pytest.Captur
     assert len(json.loads(capsys.readouterr().out)) > 0
     assert run("--state", str(state), "match", "model", "--json", "--since", "2999-01-01T00:00Z") == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+def test_match_a_store_held_subscribers_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import write_config
+
+    project = write_config(tmp_path)
+    assert run("--file", str(project), "ingest") == 0
+    assert run("--file", str(project), "subscribers", "add", "--store", "held@example.org",
+               "--keyword", "title:diffusion") == 0
+    capsys.readouterr()
+    assert run("--file", str(project), "match", "--subscriber", "held@example.org", "--json") == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and all(r["reasons"][0]["query"] == "title:diffusion" for r in rows)
