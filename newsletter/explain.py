@@ -24,11 +24,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import lru_cache
 
 from newsletter.entries import arxiv_id
 from newsletter.errors import ConfigError
-from newsletter.issues import schedule_of
+from newsletter.schedule import Schedule
 from newsletter.matching import EntryIndex, Profile
 from newsletter.models import Config, Entry, Subscriber
 from newsletter.roster import Roster
@@ -86,8 +87,13 @@ def _since(sub: Subscriber, issues: Sequence[IssueRow], k: int) -> datetime:
     """Where issue k's window starts (as the builder computed it)."""
     if k > 0:
         return issues[k - 1].built_at
-    slot = issues[0].slot
-    return issues[0].built_at - schedule_of(sub).period_before(slot)
+    return issues[0].built_at - _period(sub.schedule, sub.timezone, issues[0].slot)
+
+
+@lru_cache(maxsize=4096)
+def _period(schedule: str, zone: str, slot: datetime) -> timedelta:
+    """One schedule period before a slot (most subscribers share a few schedules and slots)."""
+    return Schedule(schedule, zone).period_before(slot)
 
 
 def _state_then(sub: Subscriber, state: StateRow | None, now_standing: Standing) -> str:
@@ -101,11 +107,86 @@ def _state_then(sub: Subscriber, state: StateRow | None, now_standing: Standing)
     return f"{sub.email} is {now_standing.state}{when} ({now_standing.reason})"
 
 
+class Shared:
+    """What explaining one paper to many subscribers shares: the paper's own index, parsed profiles,
+    each window's index and each (window, profile)'s ranking."""
+
+    def __init__(self, paper: Entry, entries: Sequence[Entry]) -> None:
+        self.alone = EntryIndex([paper])
+        self.entries = entries
+        self._profiles: dict[tuple[object, ...], Profile] = {}
+        self._windows: dict[tuple[datetime, datetime], tuple[EntryIndex, dict[str, int]]] = {}
+        self._ranked: dict[tuple[object, ...], list[tuple[Entry, float]]] = {}
+        self._carried: dict[str, set[str]] = {}  # issue id -> the papers asked about so far that it carried
+        self._asked: set[str] = set()
+
+    def carried(self, store: Store, entry_ids: Sequence[str]) -> dict[str, set[str]]:
+        """Which issues (of anyone) carried which of these papers, each paper read from the store once."""
+        new = [i for i in entry_ids if i not in self._asked]
+        if new:
+            for issue, ids in store.carriers(new).items():
+                self._carried.setdefault(issue, set()).update(ids)
+            self._asked.update(new)
+        return self._carried
+
+    def window_ids(self, batch: Sequence[Subscriber], issues: Mapping[str, Sequence[IssueRow]],
+                   issue_id: str | None) -> list[str]:
+        """The ids of the paper and of every stored paper first seen in the windows of the issues the
+        paper could be in for these subscribers (the issue asked about, or the first one built after
+        it arrived): all `explain_for` looks up in what issues carried."""
+        seen = self.alone.entries[0].first_seen
+        start: datetime | None = None
+        end: datetime | None = None
+        for sub in batch:
+            rows = sorted(issues.get(sub.email, ()), key=lambda i: i.built_at)
+            k = next((k for k, i in enumerate(rows)
+                      if (i.id == issue_id if issue_id else seen is None or i.built_at >= seen)), None)
+            if k is not None:
+                since, until = _since(sub, rows, k), rows[k].built_at
+                start = since if start is None or since < start else start
+                end = until if end is None or until > end else end
+        ids = {self.alone.entries[0].id}
+        if start is not None and end is not None:
+            ids.update(e.id for e in self.entries if e.first_seen is not None and start < e.first_seen <= end)
+        return sorted(ids)
+
+    def profile(self, sub: Subscriber) -> Profile:
+        key = (sub.keywords, sub.exclude, sub.min_upvotes)
+        found = self._profiles.get(key)
+        if found is None:
+            found = self._profiles[key] = Profile.from_strings(sub.keywords, sub.exclude, sub.min_upvotes)
+        return found
+
+    def ranked(self, sub: Subscriber, since: datetime, until: datetime, before: set[str]) -> list[tuple[Entry, float]]:
+        """The window's papers the profile selects (less those delivered before), best first, with scores."""
+        window = self._windows.get((since, until))
+        if window is None:
+            papers = [e for e in self.entries if e.first_seen is not None and since < e.first_seen <= until]
+            window = self._windows[(since, until)] = (EntryIndex(papers), {e.id: i for i, e in enumerate(papers)})
+        index, bit = window
+        gone = before & bit.keys()
+        key = (since, until, sub.trending_only, sub.keywords, sub.exclude, sub.min_upvotes, tuple(sorted(gone)))
+        found = self._ranked.get(key)
+        if found is None:
+            candidates = index.all
+            for entry_id in gone:
+                candidates &= ~(1 << bit[entry_id])
+            if sub.trending_only:
+                chosen = [e for i, e in enumerate(index.entries) if candidates >> i & 1]
+                found = [(e, float(e.upvotes or 0)) for e in sorted(chosen, key=lambda e: (-(e.upvotes or 0), e.id))]
+            else:
+                found = [(m.entry, m.score) for m in index.select(self.profile(sub), candidates)]
+            self._ranked[key] = found
+        return found
+
+
 def explain_for(paper: Entry, sub: Subscriber, state: StateRow | None, issues: Sequence[IssueRow],
-                carried: Mapping[str, set[str]], entries: Sequence[Entry], *, issue_id: str | None = None
+                carried: Mapping[str, set[str]], entries: Sequence[Entry] | Shared, *, issue_id: str | None = None
                 ) -> Reason:
     """Why `paper` did or did not reach `sub`: their issues (oldest first) with the papers each
-    carried, their state, and the stored papers (for the windows and the ranking)."""
+    carried, their state, and the stored papers (for the windows and the ranking; a `Shared` when
+    many subscribers are explained the same paper)."""
+    shared = entries if isinstance(entries, Shared) else Shared(paper, entries)
     email = sub.email
     now_standing = standing(sub, state)
     issues = sorted(issues, key=lambda i: i.built_at)
@@ -140,8 +221,8 @@ def explain_for(paper: Entry, sub: Subscriber, state: StateRow | None, issues: S
     if paper.first_seen is None or not since < paper.first_seen <= until:
         return Reason(email, "window", f"not in any source window of {email}: first seen on {_day(paper.first_seen)}, "
                                        f"issue {target.id} covered {_day(since)} to {_day(until)}", target.id)
-    profile = Profile.from_strings(sub.keywords, sub.exclude, sub.min_upvotes)
-    alone = EntryIndex([paper])
+    profile = shared.profile(sub)
+    alone = shared.alone
     if sub.trending_only:
         if paper.upvotes is None:
             return Reason(email, "no_match", "a trending-only profile gets papers with a community signal "
@@ -160,16 +241,10 @@ def explain_for(paper: Entry, sub: Subscriber, state: StateRow | None, issues: S
     if (paper.upvotes or 0) < sub.min_upvotes:
         return Reason(email, "upvotes", f"{paper.upvotes or 0} upvotes, below min_upvotes {sub.min_upvotes}",
                       target.id)
-    window = [e for e in entries if e.first_seen is not None and since < e.first_seen <= until and e.id not in before]
-    if sub.trending_only:
-        ranked = sorted(window, key=lambda e: (-(e.upvotes or 0), e.id))
-        rank = next(n for n, e in enumerate(ranked, 1) if e.id == paper.id)
-        scores = {e.id: float(e.upvotes or 0) for e in ranked}
-    else:
-        selected = EntryIndex(window).select(profile)
-        rank = next(n for n, m in enumerate(selected, 1) if m.entry.id == paper.id)
-        ranked = [m.entry for m in selected]
-        scores = {m.entry.id: m.score for m in selected}
+    selected = shared.ranked(sub, since, until, before)
+    rank = next(n for n, (e, _) in enumerate(selected, 1) if e.id == paper.id)
+    ranked = [e for e, _ in selected]
+    scores = {e.id: score for e, score in selected}
     cap = sub.max_entries
     if rank > cap:
         edge = ranked[cap - 1]
@@ -230,17 +305,19 @@ def explain(store: Store, config: Config, paper_text: str, *, subscriber: str | 
     else:
         batches = ([m.subscriber for m in members] for members in roster.batches(BATCH))
 
+    shared = Shared(paper, entries)
     def reasons() -> Iterator[Reason]:
         for batch in batches:
             emails = [s.email for s in batch]
-            issues = store.issues_of(emails)
-            carried = store.issue_entry_ids([i.id for rows in issues.values() for i in rows])
+            issues = store.issue_heads_of(emails)
+            # only the papers that can matter: this one, and those of the windows it could be in
+            carried = shared.carried(store, shared.window_ids(batch, issues, issue_id))
             for email, (row, ids) in (planned or {}).items():
                 if email in emails:
                     issues.setdefault(email, []).append(row)
                     carried[row.id] = ids
             states = store.states(emails)
             for sub in batch:
-                yield explain_for(paper, sub, states.get(sub.email), issues.get(sub.email, []), carried, entries,
+                yield explain_for(paper, sub, states.get(sub.email), issues.get(sub.email, []), carried, shared,
                                   issue_id=issue_id)
     return paper, reasons()

@@ -26,6 +26,14 @@ from newsletter.store.schema import SCHEMA_VERSION, TABLES
 URL_SCHEMES = ("postgresql://", "postgres://")
 
 
+_HEADS = "i.id, i.subscriber, i.slot, i.built_at, i.status, i.entry_count, i.last_error, i.sent_at, i.dropped"
+
+
+def _head(r: Sequence[Any]) -> IssueRow:
+    return IssueRow(r[0], r[1], R.dt(r[2]), R.dt(r[3]), r[4], None, None, None, r[5], 0, r[6], None, None,  # type: ignore[arg-type]
+                    R.dt(r[7]), False, dropped=r[8] or 0)
+
+
 def is_url(location: object) -> bool:
     return isinstance(location, str) and location.startswith(URL_SCHEMES)
 
@@ -254,6 +262,17 @@ class Store:
                     out.setdefault(email, set()).add(entry_id)
         return out
 
+    def issue_heads_of(self, subscribers: Sequence[str]) -> dict[str, list[IssueRow]]:
+        """Every issue of these subscribers, oldest slot first, without message, subject and retry
+        details (`explain` reads tens of thousands)."""
+        out: dict[str, list[IssueRow]] = {}
+        for chunk in chunks(list(subscribers)):
+            for r in self._q(f"SELECT {_HEADS} FROM issues i WHERE i.subscriber IN ({marks(len(chunk))}) "
+                             "ORDER BY i.slot", list(chunk)):
+                row = _head(r)
+                out.setdefault(row.subscriber, []).append(row)
+        return out
+
     def issues_of(self, subscribers: Sequence[str]) -> dict[str, list[IssueRow]]:
         """Every issue of these subscribers, oldest slot first, in bulk (`explain`)."""
         out: dict[str, list[IssueRow]] = {}
@@ -262,6 +281,15 @@ class Store:
                              "ORDER BY slot", list(chunk)):
                 row = R.issue(r)
                 out.setdefault(row.subscriber, []).append(row)
+        return out
+
+    def carriers(self, entry_ids: Sequence[str]) -> dict[str, set[str]]:
+        """Per issue that carried any of these papers, which of them (for every subscriber at once)."""
+        out: dict[str, set[str]] = {}
+        for ids in chunks(list(entry_ids)):
+            for issue_id, entry_id in self._q(f"SELECT issue_id, entry_id FROM issue_entries WHERE entry_id IN "
+                                              f"({marks(len(ids))})", list(ids)):
+                out.setdefault(issue_id, set()).add(entry_id)
         return out
 
     def issue_entry_ids(self, issue_ids: Sequence[str]) -> dict[str, set[str]]:
