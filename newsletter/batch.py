@@ -11,7 +11,7 @@ only for what is selected, by EntryIndex.hits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from itertools import chain
 from operator import attrgetter
 from dataclasses import dataclass
@@ -24,6 +24,19 @@ from newsletter.query import Query, Term
 
 CHUNK = 2048
 _KEY_MAX = (1 << 40) - 1  # a pair's key (score << tie_bits | tie) stays below this
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where one entry stands in a profile's selection: its rank (from 1; 0 when not selected), how
+    many entries are selected, its score, and the index and score of the last entry within the cap
+    (-1 when nothing is selected)."""
+
+    rank: int
+    of: int
+    score: float
+    edge: int
+    edge_score: float
 
 
 @dataclass
@@ -169,8 +182,56 @@ class BatchMatcher:
         out_i = np.zeros((len(profiles), limit), dtype=np.int32)
         out_s = np.zeros((len(profiles), limit), dtype=np.float32)
         count = np.zeros(len(profiles), dtype=np.int32)
+        for dest, sums in self._sums(profiles, candidates):
+            # only matched pairs are ranked: one int64 per pair, (profile, key descending), sorted
+            flat = np.flatnonzero(sums)
+            rows = flat // n
+            key = (sums.ravel()[flat].astype(np.int64) << self.tie_bits) | self.tie[flat % n]
+            packed = (rows << 40) | (_KEY_MAX - key)
+            packed.sort()
+            rows = packed >> 40
+            key = _KEY_MAX - (packed & _KEY_MAX)
+            first = np.searchsorted(rows, np.arange(len(dest)))
+            rank = np.arange(len(rows)) - first[rows]
+            picked = rank < limit
+            rows, key, rank = rows[picked], key[picked], rank[picked]
+            out_i[dest[rows], rank] = self.by_tie[key & self.tie_mask]
+            out_s[dest[rows], rank] = key >> self.tie_bits
+            count[dest] = np.bincount(rows, minlength=len(dest))
+        return BatchResult(out_i, out_s, count)
+
+    def places(self, profiles: Sequence[Profile], target: int, caps: Sequence[int],
+               candidates: int | None = None) -> list[Place]:
+        """Where entry `target` stands in what each profile selects, ranked as `select_many` ranks
+        (`explain`: one paper, many profiles), without building the selections."""
+        out: list[Place] = [Place(0, 0, 0.0, -1, 0.0)] * len(profiles)
+        cap = np.array(caps, dtype=np.int64)
+        with gc_paused():
+            for dest, sums in self._sums(profiles, candidates):
+                key = (sums.astype(np.int64) << self.tie_bits) | self.tie[None, :]
+                key[sums == 0] = 0
+                own = key[:, target]
+                rank = (key > own[:, None]).sum(axis=1) + 1
+                count = np.count_nonzero(sums, axis=1)
+                best = -np.sort(-key, axis=1)  # each profile's keys, best first
+                last = np.minimum(cap[dest], count) - 1
+                edge = best[np.arange(len(dest)), np.maximum(last, 0)]
+                for row, d in enumerate(dest.tolist()):
+                    if not own[row]:
+                        out[d] = Place(0, int(count[row]), 0.0, -1, 0.0)
+                        continue
+                    e = int(edge[row])
+                    out[d] = Place(int(rank[row]), int(count[row]), float(own[row] >> self.tie_bits),
+                                   int(self.by_tie[e & self.tie_mask]) if last[row] >= 0 else -1,
+                                   float(e >> self.tie_bits))
+        return out
+
+    def _sums(self, profiles: Sequence[Profile], candidates: int | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Each profile's score row (0 where it does not select the entry), a chunk of profiles at a
+        time: (the profiles' positions, their rows)."""
+        n = self.n
         if not n or not profiles:
-            return BatchResult(out_i, out_s, count)
+            return
         keep = np.ones(n, dtype=bool)
         if candidates is not None:
             keep[:] = False
@@ -191,7 +252,6 @@ class BatchMatcher:
         sum_dtype = np.uint16 if kw_pad.shape[1] <= 257 else np.int64
         for lo in range(0, len(profiles), CHUNK):
             hi = min(lo + CHUNK, len(profiles))
-            dest = order[lo:hi]
             # padded rows point at row 0, which scores 0 and never matches
             sums = table[kw_pad[lo:hi, : max(1, int(kw_len[hi - 1]))]].sum(axis=1, dtype=sum_dtype)
             widest = int(ex_len[lo:hi].max())
@@ -201,22 +261,7 @@ class BatchMatcher:
                 sums[:, ~keep] = 0
             if min_votes[lo:hi].any():
                 sums[self.upvotes[None, :] < min_votes[lo:hi, None]] = 0
-            # only matched pairs are ranked: one int64 per pair, (profile, key descending), sorted
-            flat = np.flatnonzero(sums)
-            rows = flat // n
-            key = (sums.ravel()[flat].astype(np.int64) << self.tie_bits) | self.tie[flat % n]
-            packed = (rows << 40) | (_KEY_MAX - key)
-            packed.sort()
-            rows = packed >> 40
-            key = _KEY_MAX - (packed & _KEY_MAX)
-            first = np.searchsorted(rows, np.arange(hi - lo))
-            rank = np.arange(len(rows)) - first[rows]
-            picked = rank < limit
-            rows, key, rank = rows[picked], key[picked], rank[picked]
-            out_i[dest[rows], rank] = self.by_tie[key & self.tie_mask]
-            out_s[dest[rows], rank] = key >> self.tie_bits
-            count[dest] = np.bincount(rows, minlength=hi - lo)
-        return BatchResult(out_i, out_s, count)
+            yield order[lo:hi], sums
 
     def matches(self, profile: Profile, picks: list[tuple[int, float]]) -> list[Match]:
         """Attach the reasons to one profile's picks (as EntryIndex.select would)."""

@@ -235,12 +235,12 @@ def _open_store(args: argparse.Namespace) -> Store:
 
 
 def _read_store(args: argparse.Namespace) -> Store:
-    """For commands that only read: a copy in memory, so a missing state file is not created. A
+    """For commands that only read: read in place, and a missing state file is not created. A
     `--state` given by hand that does not exist is a typo, not an empty state."""
     path = _state_path(args)
     if args.state is not None and isinstance(path, Path) and not path.exists():
         raise StateError(f"{path}: no state file there (check --state; `newsletter ingest` or `send` create it)")
-    return Store.snapshot(path)
+    return Store.reader(path)
 
 
 def cmd_entries(args: argparse.Namespace) -> int:

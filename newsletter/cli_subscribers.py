@@ -104,7 +104,7 @@ def cmd_sub_list(args: argparse.Namespace) -> int:
     n = 0
     if args.json:
         print("[")
-    with dep.snapshot() as store:
+    with dep.reader() as store:
         for batch in roster.Roster(dep.config, store).batches():
             for m in batch:
                 r = _row(m.subscriber, m.standing.state)
@@ -125,7 +125,7 @@ def cmd_sub_list(args: argparse.Namespace) -> int:
 
 def cmd_sub_show(args: argparse.Namespace) -> int:
     dep = _dep(args)
-    with dep.snapshot() as store:
+    with dep.reader() as store:
         member = roster.Roster(dep.config, store).member(args.email)
     if member is None:
         raise ConfigError(f"no subscriber '{args.email}' in {args.file} or the state store")
@@ -149,7 +149,7 @@ def _show_effect(args: argparse.Namespace, dep: Deployment, sub: Subscriber | No
     if sub is None or not dep.state.exists() or args.quiet:
         return
     try:
-        with dep.snapshot() as store:
+        with dep.reader() as store:
             entries = store.entries()
     except StateError as exc:  # the edit is saved: say why the preview is missing, and still succeed
         print(f"warning: saved, but the stored papers cannot be read to show its effect: {exc}", file=sys.stderr)
@@ -234,7 +234,7 @@ def cmd_sub_export(args: argparse.Namespace) -> int:
     import sys
 
     dep = _dep(args)
-    with dep.snapshot() as store:
+    with dep.reader() as store:
         if args.out:
             with open(args.out, "w", encoding="utf-8", newline="") as out:
                 n = roster.export(dep.config, store, out, args.format, include_file=args.all)

@@ -106,8 +106,12 @@ class Deployment:
         return Store(self.state)
 
     def snapshot(self) -> Store:
-        """An in-memory copy of the state: for commands that only read, and for previews."""
+        """An in-memory copy of the state that writes never leave: previews and dry runs."""
         return Store.snapshot(self.state)
+
+    def reader(self) -> Store:
+        """The state for commands that only read: consistent while open, never copied."""
+        return Store.reader(self.state)
 
     def warnings(self) -> list[str]:
         return list(self.config.warnings)
@@ -120,7 +124,7 @@ class Deployment:
         if not self.state.exists():
             self._check_guarantees(None)
             return 0
-        with self.snapshot() as store:
+        with self.reader() as store:
             problems = Roster(self.config, store).conflicts()
             held = store.subscriber_count()
             self._check_guarantees(store)
@@ -174,7 +178,7 @@ class Deployment:
                 issue: str | None = None) -> Entry:
         """Why `paper` did or did not reach each subscriber (or one): `each` gets the reasons as they
         come (a batch of subscribers is read at a time). Returns the paper."""
-        with self.snapshot() as store:
+        with self.reader() as store:
             found, reasons = explain.explain(store, self.config, paper, subscriber=subscriber, issue_id=issue)
             for reason in reasons:
                 each(reason)
@@ -188,7 +192,7 @@ class Deployment:
             profiles = Profile.from_strings([old]), Profile.from_strings([new])
         except QuerySyntaxError as exc:
             raise ConfigError(f"query: {exc}") from exc
-        with self.snapshot() as store:
+        with self.reader() as store:
             entries = store.entries(since=since)
             out = [replay(entries, *profiles, since)]
             for members in Roster(self.config, store).batches():

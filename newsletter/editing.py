@@ -46,7 +46,7 @@ class Edited:
 
 
 def _locate(dep: Deployment, email: str) -> Subscriber:
-    with dep.snapshot() as store:
+    with dep.reader() as store:
         sub = Roster(dep.config, store).find(email)
     if sub is None:
         raise ConfigError(f"no subscriber '{email}' in {dep.config.path} or the state store "
@@ -66,7 +66,7 @@ def add(dep: Deployment, env: Mapping[str, str], now: datetime, *, to_store: boo
     except ValueError as exc:
         raise ConfigError(f"email '{email}': {exc}") from None
     # a subscriber added to the file needs the state only to be read (it may be in a read-only folder)
-    with dep.store() if to_store else dep.snapshot() as store:
+    with dep.store() if to_store else dep.reader() as store:
         if Roster(dep.config, store).find(address) is not None:
             raise ConfigError(f"'{address}' is already a subscriber (use `subscribers set` to change it)")
         if to_store:
@@ -108,7 +108,7 @@ def replay_changes(dep: Deployment, email: str, changes: Sequence[Change], since
         new = Profile.from_strings(item.get("keywords") or [], item.get("exclude") or [], sub.min_upvotes)
     except QuerySyntaxError as exc:
         raise ConfigError(f"{email}: {exc}") from exc
-    with dep.snapshot() as store:
+    with dep.reader() as store:
         entries = store.entries(since=since)
         issues = store.issues_of([sub.email]).get(sub.email, [])
     return replay(entries, profile_of(sub), new, since, who=sub.email, issues=issues)
@@ -157,7 +157,7 @@ def _keeps_guarantees(dep: Deployment, sub: Subscriber) -> None:
     ids = guarantees.wanted([sub])
     if not ids:
         return
-    with dep.snapshot() as store:
+    with dep.reader() as store:
         papers = {e.id: e for e in store.entries() if e.id in ids}
     problems = guarantees.broken(sub, papers)
     if problems:

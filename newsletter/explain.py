@@ -22,21 +22,23 @@ in the order they are looked for:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from newsletter.entries import arxiv_id
 from newsletter.errors import ConfigError
 from newsletter.schedule import Schedule
+from newsletter.batch import BatchMatcher, Place
 from newsletter.matching import EntryIndex, Profile
 from newsletter.models import Config, Entry, Subscriber
+from newsletter.query import Query, parse
 from newsletter.roster import Roster
 from newsletter.standing import Standing, standing
 from newsletter.store import IssueRow, NewIssue, StateRow, Store
 
-BATCH = 500
+BATCH = 2000  # subscribers read and ranked at a time
 
 
 @dataclass(frozen=True)
@@ -52,26 +54,25 @@ class Reason:
         return {"subscriber": self.subscriber, "reason": self.code, "sentence": self.sentence, "issue": self.issue}
 
 
-def find_paper(entries: Sequence[Entry], text: str) -> Entry:
-    """An entry by id, arXiv id (or an arXiv / Hugging Face URL), or a fragment of its title."""
+def find_paper(store: Store, text: str) -> Entry:
+    """A stored paper by entry id, arXiv id (or an arXiv / Hugging Face URL), or words of its title."""
     text = text.strip()
-    by_id = {e.id: e for e in entries}
-    if text in by_id:
-        return by_id[text]
     aid = arxiv_id(text)
-    if aid and aid in by_id:
-        return by_id[aid]
+    found = store.entries_by_id([k for k in (text, aid) if k])
+    for key in (text, aid):
+        if key in found:
+            return found[key]
     if aid and ("/" in text or text.startswith(aid)):
         raise ConfigError(f"no stored paper {aid}: it never came from a source (newsletter entries lists them)")
     words = text.casefold()
-    found = [e for e in entries if words and words in " ".join(e.title.split()).casefold()]
-    if len(found) == 1:
-        return found[0]
-    if not found:
+    titled = [(i, t) for i, t in store.entry_titles() if words and words in " ".join(t.split()).casefold()]
+    if len(titled) == 1:
+        return store.entries_by_id([titled[0][0]])[titled[0][0]]
+    if not titled:
         raise ConfigError(f"no stored paper matches '{text}' (an arXiv id, a paper URL, an entry id or "
                            "words of its title)")
-    shown = "; ".join(f"{e.id}: {e.title[:60]}" for e in found[:5])
-    raise ConfigError(f"'{text}' matches {len(found)} stored papers, e.g. {shown}: give its id")
+    shown = "; ".join(f"{i}: {t[:60]}" for i, t in titled[:5])
+    raise ConfigError(f"'{text}' matches {len(titled)} stored papers, e.g. {shown}: give its id")
 
 
 def _day(when: datetime | None) -> str:
@@ -107,153 +108,231 @@ def _state_then(sub: Subscriber, state: StateRow | None, now_standing: Standing)
     return f"{sub.email} is {now_standing.state}{when} ({now_standing.reason})"
 
 
-class Shared:
-    """What explaining one paper to many subscribers shares: the paper's own index, parsed profiles,
-    each window's index and each (window, profile)'s ranking."""
+@dataclass(frozen=True)
+class History:
+    """What the ledger holds about one subscriber around the paper asked about."""
 
-    def __init__(self, paper: Entry, entries: Sequence[Entry]) -> None:
+    target: IssueRow | None  # the issue whose window could hold the paper (or the one asked about)
+    since: datetime | None  # where the target's window starts
+    last_built: datetime | None  # when the newest issue read was built
+    carriers: tuple[IssueRow, ...]  # the subscriber's issues that carried the paper, oldest first
+    before: frozenset[str] = frozenset()  # papers delivered before the target, of those read
+    prior: IssueRow | None = None  # an issue before the target that carried the paper
+    asked: bool = False  # the target is the issue asked about (not the first built after the paper came)
+
+
+def history_of(sub: Subscriber, paper: Entry, issues: Sequence[IssueRow], carried: Mapping[str, set[str]],
+               issue_id: str | None = None) -> History:
+    """From every issue of the subscriber and the papers each carried (of those that matter)."""
+    issues = sorted(issues, key=lambda i: i.built_at)
+    carriers = tuple(i for i in issues if paper.id in carried.get(i.id, ()))
+    last = issues[-1].built_at if issues else None
+    if issue_id is not None:
+        k = next((k for k, i in enumerate(issues) if i.id == issue_id), None)
+        if k is None:
+            raise ConfigError(f"{sub.email} has no issue {issue_id}")
+    else:
+        seen = paper.first_seen
+        k = next((k for k, i in enumerate(issues) if seen is None or i.built_at >= seen), None)
+        if k is None:
+            return History(None, None, last, carriers)
+    before = frozenset().union(*(carried.get(i.id, ()) for i in issues[:k] if i.status in DELIVERED))
+    prior = next((i for i in issues[:k] if paper.id in carried.get(i.id, ())), None)
+    return History(issues[k], _since(sub, issues, k), last, carriers, before, prior, issue_id is not None)
+
+
+def history_around(sub: Subscriber, paper: Entry, around: tuple[datetime | None, IssueRow | None] | None,
+                   carriers: Sequence[IssueRow]) -> History:
+    """From `Store.issues_around` (when the last issue before the paper arrived was built, and the
+    next issue) and the subscriber's issues that carried the paper. Windows do not overlap, so no
+    paper first seen in the target's window was delivered before it: `before` is empty."""
+    prev_built, target = around or (None, None)
+    if target is None or (paper.first_seen is not None and target.built_at < paper.first_seen):
+        return History(None, None, target.built_at if target else prev_built, tuple(carriers))
+    since = prev_built or target.built_at - _period(sub.schedule, sub.timezone, target.slot)
+    return History(target, since, target.built_at, tuple(carriers))
+
+
+@dataclass(frozen=True)
+class _Rank:
+    """A paper that passed every other test: its rank in the target issue decides."""
+
+    sub: Subscriber
+    target: IssueRow
+    since: datetime
+    until: datetime
+    gone: frozenset[str]  # papers of the window delivered before (never ranked)
+
+
+class Shared:
+    """What explaining one paper to many subscribers shares: the paper's own index, parsed queries,
+    and each window's index and matcher."""
+
+    def __init__(self, paper: Entry, papers: Callable[[datetime, datetime], Sequence[Entry]]) -> None:
+        self.paper = paper
         self.alone = EntryIndex([paper])
-        self.entries = entries
+        self.papers = papers  # the stored papers first seen in (since, until]
+        self._matched: dict[str, bool] = {}
+        self._queries: dict[str, Query] = {}
         self._profiles: dict[tuple[object, ...], Profile] = {}
         self._windows: dict[tuple[datetime, datetime], tuple[EntryIndex, dict[str, int]]] = {}
-        self._ranked: dict[tuple[object, ...], list[tuple[Entry, float]]] = {}
-        self._carried: dict[str, set[str]] = {}  # issue id -> the papers asked about so far that it carried
-        self._asked: set[str] = set()
-
-    def carried(self, store: Store, entry_ids: Sequence[str]) -> dict[str, set[str]]:
-        """Which issues (of anyone) carried which of these papers, each paper read from the store once."""
-        new = [i for i in entry_ids if i not in self._asked]
-        if new:
-            for issue, ids in store.carriers(new).items():
-                self._carried.setdefault(issue, set()).update(ids)
-            self._asked.update(new)
-        return self._carried
-
-    def window_ids(self, batch: Sequence[Subscriber], issues: Mapping[str, Sequence[IssueRow]],
-                   issue_id: str | None) -> list[str]:
-        """The ids of the paper and of every stored paper first seen in the windows of the issues the
-        paper could be in for these subscribers (the issue asked about, or the first one built after
-        it arrived): all `explain_for` looks up in what issues carried."""
-        seen = self.alone.entries[0].first_seen
-        start: datetime | None = None
-        end: datetime | None = None
-        for sub in batch:
-            rows = sorted(issues.get(sub.email, ()), key=lambda i: i.built_at)
-            k = next((k for k, i in enumerate(rows)
-                      if (i.id == issue_id if issue_id else seen is None or i.built_at >= seen)), None)
-            if k is not None:
-                since, until = _since(sub, rows, k), rows[k].built_at
-                start = since if start is None or since < start else start
-                end = until if end is None or until > end else end
-        ids = {self.alone.entries[0].id}
-        if start is not None and end is not None:
-            ids.update(e.id for e in self.entries if e.first_seen is not None and start < e.first_seen <= end)
-        return sorted(ids)
+        self._matchers: dict[tuple[datetime, datetime], BatchMatcher] = {}
 
     def profile(self, sub: Subscriber) -> Profile:
         key = (sub.keywords, sub.exclude, sub.min_upvotes)
         found = self._profiles.get(key)
         if found is None:
-            found = self._profiles[key] = Profile.from_strings(sub.keywords, sub.exclude, sub.min_upvotes)
+            found = self._profiles[key] = Profile(tuple(map(self.query, sub.keywords)),
+                                                  tuple(map(self.query, sub.exclude)), sub.min_upvotes)
         return found
 
-    def ranked(self, sub: Subscriber, since: datetime, until: datetime, before: set[str]) -> list[tuple[Entry, float]]:
-        """The window's papers the profile selects (less those delivered before), best first, with scores."""
-        window = self._windows.get((since, until))
-        if window is None:
-            papers = [e for e in self.entries if e.first_seen is not None and since < e.first_seen <= until]
-            window = self._windows[(since, until)] = (EntryIndex(papers), {e.id: i for i, e in enumerate(papers)})
-        index, bit = window
-        gone = before & bit.keys()
-        key = (since, until, sub.trending_only, sub.keywords, sub.exclude, sub.min_upvotes, tuple(sorted(gone)))
-        found = self._ranked.get(key)
+    def matches(self, text: str) -> bool:
+        """Whether the query matches the paper (each distinct query evaluated once)."""
+        found = self._matched.get(text)
         if found is None:
+            found = self._matched[text] = bool(self.alone.query_mask(self.query(text)))
+        return found
+
+    def query(self, text: str) -> Query:
+        found = self._queries.get(text)
+        if found is None:
+            found = self._queries[text] = parse(text)
+        return found
+
+    def window(self, since: datetime, until: datetime) -> tuple[EntryIndex, dict[str, int]]:
+        """The stored papers first seen in (since, until], indexed, with each one's position."""
+        found = self._windows.get((since, until))
+        if found is None:
+            papers = self.papers(since, until)
+            found = self._windows[(since, until)] = (EntryIndex(papers), {e.id: i for i, e in enumerate(papers)})
+        return found
+
+    def places(self, pending: Sequence[_Rank]) -> list[Place]:
+        """The paper's place in each pending issue, ranked by the builder's matcher: one array
+        operation per window for every profile at once (trending-only profiles by upvotes)."""
+        out: list[Place] = [Place(0, 0, 0.0, -1, 0.0)] * len(pending)
+        groups: dict[tuple[datetime, datetime, frozenset[str]], list[int]] = {}
+        for n, p in enumerate(pending):
+            index, bit = self.window(p.since, p.until)
+            groups.setdefault((p.since, p.until, frozenset(p.gone & bit.keys())), []).append(n)
+        for (since, until, gone), members in groups.items():
+            index, bit = self.window(since, until)
             candidates = index.all
             for entry_id in gone:
                 candidates &= ~(1 << bit[entry_id])
-            if sub.trending_only:
+            target = bit[self.paper.id]
+            trending = [n for n in members if pending[n].sub.trending_only]
+            if trending:
                 chosen = [e for i, e in enumerate(index.entries) if candidates >> i & 1]
-                found = [(e, float(e.upvotes or 0)) for e in sorted(chosen, key=lambda e: (-(e.upvotes or 0), e.id))]
-            else:
-                found = [(m.entry, m.score) for m in index.select(self.profile(sub), candidates)]
-            self._ranked[key] = found
+                ranked = sorted(chosen, key=lambda e: (-(e.upvotes or 0), e.id))
+                rank = next(k for k, e in enumerate(ranked, 1) if e.id == self.paper.id)
+                for n in trending:
+                    edge = ranked[min(pending[n].sub.max_entries, len(ranked)) - 1]
+                    out[n] = Place(rank, len(ranked), float(self.paper.upvotes or 0), bit[edge.id],
+                                   float(edge.upvotes or 0))
+            keyed = [n for n in members if not pending[n].sub.trending_only]
+            if keyed:
+                matcher = self._matchers.get((since, until))
+                if matcher is None:
+                    matcher = self._matchers[(since, until)] = BatchMatcher(index)
+                found = matcher.places([self.profile(pending[n].sub) for n in keyed], target,
+                                       [pending[n].sub.max_entries for n in keyed], candidates)
+                for n, place in zip(keyed, found):
+                    out[n] = place
+        return out
+
+
+def explain_for(paper: Entry, sub: Subscriber, state: StateRow | None, history: History,
+                entries: Sequence[Entry] | Shared) -> Reason:
+    """Why `paper` did or did not reach `sub`, from what the ledger holds about them (`history_of`),
+    their state, and the stored papers (a `Shared` when many subscribers are explained one paper)."""
+    shared = entries if isinstance(entries, Shared) else Shared(paper, partial(_between, entries))
+    found = _verdict(paper, sub, state, history, shared)
+    if isinstance(found, Reason):
         return found
+    (place,) = shared.places([found])
+    return _ranked(found, place, shared)
 
 
-def explain_for(paper: Entry, sub: Subscriber, state: StateRow | None, issues: Sequence[IssueRow],
-                carried: Mapping[str, set[str]], entries: Sequence[Entry] | Shared, *, issue_id: str | None = None
-                ) -> Reason:
-    """Why `paper` did or did not reach `sub`: their issues (oldest first) with the papers each
-    carried, their state, and the stored papers (for the windows and the ranking; a `Shared` when
-    many subscribers are explained the same paper)."""
-    shared = entries if isinstance(entries, Shared) else Shared(paper, entries)
+def _between(entries: Sequence[Entry], since: datetime, until: datetime) -> list[Entry]:
+    return [e for e in entries if e.first_seen is not None and since < e.first_seen <= until]
+
+
+def _settled(paper: Entry, sub: Subscriber, carriers: Sequence[IssueRow], shared: Shared) -> Reason | None:
+    """What needs no issue window: an issue delivered the paper, or no keyword query of the profile
+    matches it (whenever it came: the most useful answer, and many subscribers' ledgers go unread)."""
+    for i in carriers:
+        if i.status in DELIVERED or i.status == PREVIEW:
+            return _carried(sub.email, paper, i)
+    if sub.keywords and not any(shared.matches(text) for text in sub.keywords):
+        return _no_match(sub, None)
+    return None
+
+
+def _no_match(sub: Subscriber, issue: str | None) -> Reason:
+    return Reason(sub.email, "no_match", f"no keyword query of {sub.email} matches it ({', '.join(sub.keywords)})",
+                  issue)
+
+
+def _verdict(paper: Entry, sub: Subscriber, state: StateRow | None, history: History, shared: Shared
+             ) -> Reason | _Rank:
+    """The reason, or what is left to rank when the paper passed every other test."""
     email = sub.email
-    now_standing = standing(sub, state)
-    issues = sorted(issues, key=lambda i: i.built_at)
-    if issue_id is not None:
-        ks = [k for k, i in enumerate(issues) if i.id == issue_id]
-        if not ks:
-            raise ConfigError(f"{email} has no issue {issue_id}")
-        k = ks[0]
-    else:
-        for i in issues:
-            if paper.id in carried.get(i.id, ()) and i.status in ("sent", "pending", PREVIEW):
-                return _carried(email, paper, i)
+    target = history.target
+    if not history.asked:
+        early = _settled(paper, sub, history.carriers, shared)
+        if early is not None:
+            return early
+    if target is None or history.since is None:
         seen = paper.first_seen
-        later = [k for k, i in enumerate(issues) if seen is None or i.built_at >= seen]
-        if not later:
-            then = _state_then(sub, state, now_standing)
-            if then:
-                return Reason(email, "state", f"no issue since the paper arrived ({_day(seen)}): {then}")
-            last = f" (the last was built on {_day(issues[-1].built_at)})" if issues else ""
-            return Reason(email, "window", f"first seen on {_day(seen)}, after every issue{last}: the next "
-                                           "issue will consider it")
-        k = later[0]
-    target = issues[k]
-    since, until = _since(sub, issues, k), target.built_at
-    if paper.id in carried.get(target.id, ()):
+        then = _state_then(sub, state, standing(sub, state))
+        if then:
+            return Reason(email, "state", f"no issue since the paper arrived ({_day(seen)}): {then}")
+        last = f" (the last was built on {_day(history.last_built)})" if history.last_built else ""
+        return Reason(email, "window", f"first seen on {_day(seen)}, after every issue{last}: the next "
+                                       "issue will consider it")
+    if any(i.id == target.id for i in history.carriers):
         return _carried(email, paper, target)
-    before = set().union(*(carried.get(i.id, set()) for i in issues[:k] if i.status in ("sent", "pending")))
-    if paper.id in before:
-        prior = next(i for i in issues[:k] if paper.id in carried.get(i.id, ()))
+    since, until = history.since, target.built_at
+    if paper.id in history.before and history.prior is not None:
+        prior = history.prior
         return Reason(email, "held_back", f"held back from issue {target.id}: already delivered in issue {prior.id} "
                                           f"on {_day(prior.sent_at or prior.built_at)} (a paper is sent once)", target.id)
     if paper.first_seen is None or not since < paper.first_seen <= until:
         return Reason(email, "window", f"not in any source window of {email}: first seen on {_day(paper.first_seen)}, "
                                        f"issue {target.id} covered {_day(since)} to {_day(until)}", target.id)
-    profile = shared.profile(sub)
-    alone = shared.alone
     if sub.trending_only:
         if paper.upvotes is None:
             return Reason(email, "no_match", "a trending-only profile gets papers with a community signal "
                                              "(upvotes); this one has none", target.id)
     else:
-        matched = [q for q in profile.keywords if alone.query_mask(q)]
+        matched = [text for text in sub.keywords if shared.matches(text)]
         if not matched:
-            return Reason(email, "no_match", f"no keyword query of {email} matches it "
-                                             f"({', '.join(sub.keywords)})", target.id)
-        for q in profile.exclude:
-            if alone.query_mask(q):
-                hit = alone.hits(q, 0)
+            return _no_match(sub, target.id)
+        for text in sub.exclude:
+            if shared.matches(text):
+                q, first = shared.query(text), shared.query(matched[0])
+                hit = shared.alone.hits(q, 0)
                 where = f': "{hit[0].term.split(":", 1)[-1]}" in the {hit[0].field}' if hit else ""
-                return Reason(email, "excluded", f"matched {matched[0].text} but excluded by NOT {q.text}{where}",
-                              target.id)
+                return Reason(email, "excluded", f"matched {first.text} but excluded by NOT {q.text}{where}", target.id)
     if (paper.upvotes or 0) < sub.min_upvotes:
         return Reason(email, "upvotes", f"{paper.upvotes or 0} upvotes, below min_upvotes {sub.min_upvotes}",
                       target.id)
-    selected = shared.ranked(sub, since, until, before)
-    rank = next(n for n, (e, _) in enumerate(selected, 1) if e.id == paper.id)
-    ranked = [e for e, _ in selected]
-    scores = {e.id: score for e, score in selected}
-    cap = sub.max_entries
-    if rank > cap:
-        edge = ranked[cap - 1]
-        return Reason(email, "ranked_out", f"matched but ranked {_ordinal(rank)} of {len(ranked)} in issue {target.id} "
-                                           f"with a cap of {cap}: the last paper that made it, \u201c{edge.title}\u201d, "
-                                           f"scored {scores[edge.id]:g} (this one {scores[paper.id]:g})", target.id)
+    return _Rank(sub, target, since, until, history.before)
+
+
+def _ranked(pending: _Rank, place: Place, shared: Shared) -> Reason:
+    email, target, cap = pending.sub.email, pending.target, pending.sub.max_entries
+    if place.rank > cap:
+        index, _ = shared.window(pending.since, pending.until)
+        edge = index.entries[place.edge]
+        return Reason(email, "ranked_out", f"matched but ranked {_ordinal(place.rank)} of {place.of} in issue "
+                                           f"{target.id} with a cap of {cap}: the last paper that made it, "
+                                           f"\u201c{edge.title}\u201d, scored {place.edge_score:g} "
+                                           f"(this one {place.score:g})", target.id)
     if target.dropped:
-        return Reason(email, "cut", f"ranked {_ordinal(rank)} of {len(ranked)}, within the cap of {cap}, but the size "
-                                    f"budget cut issue {target.id}: {target.entry_count} papers shown, "
+        return Reason(email, "cut", f"ranked {_ordinal(place.rank)} of {place.of}, within the cap of {cap}, but the "
+                                    f"size budget cut issue {target.id}: {target.entry_count} papers shown, "
                                     f"{target.dropped} left out", target.id)
     if target.status in ("failed", "expired"):
         return Reason(email, "undelivered", f"in issue {target.id}, which was never delivered ({target.status}"
@@ -262,6 +341,7 @@ def explain_for(paper: Entry, sub: Subscriber, state: StateRow | None, issues: S
                   target.id)
 
 
+DELIVERED = ("sent", "pending")  # statuses of an issue that delivered (or will deliver) what it carried
 PREVIEW = "preview"  # the status of an issue a preview builds now (never recorded)
 
 
@@ -287,8 +367,7 @@ def explain(store: Store, config: Config, paper_text: str, *, subscriber: str | 
     """The paper asked about, and a reason per subscriber (only `subscriber` when given); reads the
     store a batch of subscribers at a time. `planned`: per subscriber, an issue built in memory now
     (the workbench's preview), explained as the newest issue."""
-    entries = store.entries()
-    paper = find_paper(entries, paper_text)
+    paper = find_paper(store, paper_text)
     roster = Roster(config, store)
     batches: Iterator[Sequence[Subscriber]]
     if subscriber is not None:
@@ -305,19 +384,39 @@ def explain(store: Store, config: Config, paper_text: str, *, subscriber: str | 
     else:
         batches = ([m.subscriber for m in members] for members in roster.batches(BATCH))
 
-    shared = Shared(paper, entries)
+    shared = Shared(paper, lambda since, until: store.entries(since, until))
+    # one subscriber, an issue asked about or a preview: every issue read; many: two issues each
+    full = subscriber is not None or issue_id is not None or planned is not None or paper.first_seen is None
+    carrying: dict[str, list[IssueRow]] = {}
+    if not full:
+        for row in sorted(store.issue_heads(list(store.carriers([paper.id]))), key=lambda i: i.built_at):
+            carrying.setdefault(row.subscriber, []).append(row)
+
+    def histories(batch: Sequence[Subscriber]) -> dict[str, History]:
+        emails = [s.email for s in batch]
+        if not full:
+            around = store.issues_around(emails, paper.first_seen)  # type: ignore[arg-type]
+            return {s.email: history_around(s, paper, around.get(s.email), carrying.get(s.email, []))
+                    for s in batch}
+        issues = store.issue_heads_of(emails)
+        carried = store.issue_entry_ids([i.id for rows in issues.values() for i in rows])
+        for email, (row, ids) in (planned or {}).items():
+            if email in issues or any(s.email == email for s in batch):
+                issues.setdefault(email, []).append(row)
+                carried[row.id] = ids
+        return {s.email: history_of(s, paper, issues.get(s.email, []), carried, issue_id) for s in batch}
+
     def reasons() -> Iterator[Reason]:
         for batch in batches:
-            emails = [s.email for s in batch]
-            issues = store.issue_heads_of(emails)
-            # only the papers that can matter: this one, and those of the windows it could be in
-            carried = shared.carried(store, shared.window_ids(batch, issues, issue_id))
-            for email, (row, ids) in (planned or {}).items():
-                if email in emails:
-                    issues.setdefault(email, []).append(row)
-                    carried[row.id] = ids
-            states = store.states(emails)
-            for sub in batch:
-                yield explain_for(paper, sub, states.get(sub.email), issues.get(sub.email, []), carried, shared,
-                                  issue_id=issue_id)
+            early: list[Reason | None] = [None] * len(batch)
+            if not full:  # settle who needs no issue window before reading any ledger
+                early = [_settled(paper, s, carrying.get(s.email, ()), shared) for s in batch]
+            unsettled = [s for s, v in zip(batch, early) if v is None]
+            found = histories(unsettled) if unsettled else {}
+            states = store.states([s.email for s in unsettled]) if unsettled else {}
+            verdicts = [v if v is not None else _verdict(paper, s, states.get(s.email), found[s.email], shared)
+                        for s, v in zip(batch, early)]
+            places = iter(shared.places([v for v in verdicts if isinstance(v, _Rank)]))
+            for v in verdicts:
+                yield v if isinstance(v, Reason) else _ranked(v, next(places), shared)
     return paper, reasons()

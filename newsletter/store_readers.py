@@ -316,14 +316,6 @@ class ReaderStore(Store):
                        f"WHERE ie.issue_id=? ORDER BY {self._insert_order}", (issue_id,))
         return [_entry(r) for r in rows]
 
-    def entries_by_id(self, ids: Sequence[str]) -> dict[str, Entry]:
-        out: dict[str, Entry] = {}
-        for i in range(0, len(ids), 500):
-            chunk = list(ids[i:i + 500])
-            for r in self._q(f"SELECT * FROM entries WHERE id IN ({_marks(len(chunk))})", chunk):
-                out[r[0]] = _entry(r)
-        return out
-
 
 class SqliteReaderStore(ReaderStore, SqliteStore):
     dialect = "sqlite"

@@ -14,6 +14,7 @@ import yaml
 from conftest import Recorder, run
 from newsletter import editing
 from newsletter.deployment import Deployment
+from newsletter.explain import Reason
 from newsletter.matching import Profile, select
 from newsletter.models import Entry, Links
 from newsletter.store import Store
@@ -169,3 +170,19 @@ def test_the_command_one_line_per_subscriber_and_json(sent: tuple[Deployment, Re
     assert row["reason"] == "excluded" and row["subscriber"] == "ada@example.org"
     assert run("--file", str(dep.config.path), "explain", "no such words at all") == 2
     assert "no stored paper matches 'no such words at all'" in capsys.readouterr().err
+
+
+def test_every_subscriber_at_once_says_what_each_alone_says(sent: tuple[Deployment, Recorder]) -> None:
+    """Across every subscriber `explain` reads two issues each (around the paper's arrival) and ranks
+    all profiles at once; alone it reads every issue: the sentences are the same."""
+    dep, _ = sent
+    codes: set[str] = set()
+    for paper in [OLD, BEST, SURVEY, SECOND, THIRD, LATER, *BULK]:
+        together: list[Reason] = []
+        dep.explain(paper.id, together.append)
+        alone: list[Reason] = []
+        for email in ("ada@example.org", "bob@example.org", "carol@example.org"):
+            dep.explain(paper.id, alone.append, subscriber=email)
+        assert together == alone
+        codes.update(r.code for r in together)
+    assert {"delivered", "window", "excluded", "ranked_out", "state", "cut"} <= codes

@@ -259,3 +259,31 @@ def test_batch_matcher_agrees_with_select(entries, specs, limit) -> None:
         expected = index.select(profile, candidates, limit=limit)
         got = batch.matches(profile, result.top(p))
         assert [(m.entry.id, m.score, m.hits) for m in got] == [(m.entry.id, m.score, m.hits) for m in expected]
+
+
+@settings(max_examples=80, deadline=None)
+@given(entries_st, st.lists(st.tuples(st.lists(queries(), min_size=1, max_size=4),
+                                      st.lists(queries(), max_size=2),
+                                      st.integers(min_value=0, max_value=3)), min_size=1, max_size=6),
+       st.integers(min_value=1, max_value=5), st.data())
+def test_batch_places_agree_with_select(entries, specs, cap, data) -> None:
+    """`explain`'s rank of one paper in many profiles is where `select` puts it."""
+    from newsletter.batch import BatchMatcher
+
+    entries = [Entry(id=e.id, title=e.title, abstract=e.abstract, upvotes=i % 4) for i, e in enumerate(entries)]
+    index = EntryIndex(entries)
+    profiles = [Profile.from_strings(k, x, u) for k, x, u in specs]
+    target = data.draw(st.integers(min_value=0, max_value=len(entries) - 1))
+    candidates = index.all & ~1
+    places = BatchMatcher(index).places(profiles, target, [cap] * len(profiles), candidates)
+    for profile, place in zip(profiles, places):
+        selected = index.select(profile, candidates)
+        ids = [m.entry.id for m in selected]
+        assert place.of == len(selected)
+        if entries[target].id not in ids:
+            assert place.rank == 0
+            continue
+        assert place.rank == ids.index(entries[target].id) + 1
+        assert place.score == selected[place.rank - 1].score
+        edge = selected[min(cap, len(selected)) - 1]
+        assert (entries[place.edge].id, place.edge_score) == (edge.entry.id, edge.score)

@@ -173,3 +173,31 @@ def test_db_copy_then_send_from_postgresql_delivers_nothing_twice(smtp_server, t
     assert len(after) == 40 - 1 + 2  # every reader but the paused one, and ada and grace
     with Store(url) as new:
         assert new.claims() == {} and {r.status for r in new.issues()} == {"sent", "empty"}
+
+
+def test_explain_on_either_store(smtp_server, tmp_path: Path, state: Path | str,  # noqa: ANN001
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """`explain` across every subscriber (two issues read each, around the paper's arrival) says
+    "delivered" to exactly those a sent issue carried the paper to, on SQLite and PostgreSQL, and
+    each subscriber alone gets the same sentence."""
+    recorder, port = smtp_server
+    project = write_config(tmp_path, port=port)
+    where = str(state)
+    _import(tmp_path, project, where, 30)
+    assert run("--file", str(project), "--state", where, "send", "--at", AT) == 0
+    with Store(where) as store:
+        sent = store.issues("sent")
+        carried = store.issue_entry_ids([i.id for i in sent])
+    owner = {i.id: i.subscriber for i in sent}
+    paper, _ = Counter(e for ids in carried.values() for e in ids).most_common(1)[0]
+    capsys.readouterr()
+    assert run("--file", str(project), "--state", where, "explain", paper, "--json") == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert len(rows) == 33  # 30 imported, three in the file
+    delivered = {r["subscriber"] for r in rows if r["reason"] == "delivered"}
+    assert delivered == {owner[i] for i, ids in carried.items() if paper in ids} and len(delivered) > 1
+    for row in rows[::7]:
+        assert run("--file", str(project), "--state", where, "explain", paper, "--json",
+                   "--subscriber", row["subscriber"]) == 0
+        (alone,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+        assert alone == row

@@ -77,6 +77,18 @@ class Store:
 
         return SqliteStore.snapshot(location)
 
+    @classmethod
+    def reader(cls, location: Path | str) -> Store:
+        """The state as it is now, for commands that only read: consistent while open and never
+        copied (a SQLite file is read in place, PostgreSQL in one repeatable-read transaction)."""
+        if is_url(location):
+            from newsletter.store.postgres import PostgresStore
+
+            return PostgresStore.snapshot(location)
+        from newsletter.store.sqlite import SqliteStore
+
+        return SqliteStore.reader(location)
+
     def reopen(self) -> Store:
         """Another connection to the same state (for another thread)."""
         return Store(self.path)
@@ -199,6 +211,17 @@ class Store:
         sql += " ORDER BY first_seen, id"
         return [R.entry(r) for r in self._q(sql, args)]
 
+    def entries_by_id(self, ids: Sequence[str]) -> dict[str, Entry]:
+        out: dict[str, Entry] = {}
+        for chunk in chunks(list(ids)):
+            for r in self._q(f"SELECT * FROM entries WHERE id IN ({marks(len(chunk))})", list(chunk)):
+                out[r[0]] = R.entry(r)
+        return out
+
+    def entry_titles(self) -> list[tuple[str, str]]:
+        """(id, title) of every stored paper, oldest first (finding a paper by words of its title)."""
+        return [(r[0], r[1]) for r in self._q("SELECT id, title FROM entries ORDER BY first_seen, id")]
+
     def entry_count(self) -> int:
         return self.count("entries")
 
@@ -271,6 +294,37 @@ class Store:
                              "ORDER BY i.slot", list(chunk)):
                 row = _head(r)
                 out.setdefault(row.subscriber, []).append(row)
+        return out
+
+    def issues_around(self, subscribers: Sequence[str], when: datetime
+                      ) -> dict[str, tuple[datetime | None, IssueRow | None]]:
+        """Per subscriber with issues, what decides where a paper first seen at `when` could go: when
+        the last issue before `when` was built (it opens the next window) and the next issue (as an
+        `issue_heads_of` row; the first issue when none was built before). Two index seeks on
+        (subscriber, slot) per subscriber, one statement per chunk: an issue is never built before
+        its slot, and a subscriber's issues are built in slot order."""
+        at = R.ts(when)
+        out: dict[str, tuple[datetime | None, IssueRow | None]] = {}
+        for chunk in chunks(list(subscribers)):
+            rows = self._q(
+                f"WITH s(email) AS (VALUES {', '.join('(?)' for _ in chunk)}), "
+                "p AS (SELECT email, (SELECT j.slot FROM issues j WHERE j.subscriber = s.email AND j.slot < ? "
+                "AND j.built_at < ? ORDER BY j.slot DESC LIMIT 1) AS ps FROM s) "
+                f"SELECT p.email, (SELECT b.built_at FROM issues b WHERE b.subscriber = p.email AND b.slot = p.ps), "
+                f"{_HEADS} FROM p LEFT JOIN issues i ON i.subscriber = p.email AND i.slot = (SELECT k.slot FROM "
+                "issues k WHERE k.subscriber = p.email AND k.slot > coalesce(p.ps, '') ORDER BY k.slot LIMIT 1)",
+                [*chunk, at, at])
+            for r in rows:
+                if r[1] is not None or r[2] is not None:
+                    out[r[0]] = (R.dt(r[1]), _head(r[2:]) if r[2] is not None else None)
+        return out
+
+    def issue_heads(self, issue_ids: Sequence[str]) -> list[IssueRow]:
+        """These issues as `issue_heads_of` rows (unknown ids are left out)."""
+        out: list[IssueRow] = []
+        for chunk in chunks(list(issue_ids)):
+            out.extend(map(_head, self._q(f"SELECT {_HEADS} FROM issues i WHERE i.id IN ({marks(len(chunk))})",
+                                          list(chunk))))
         return out
 
     def issues_of(self, subscribers: Sequence[str]) -> dict[str, list[IssueRow]]:

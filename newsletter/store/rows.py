@@ -5,6 +5,7 @@ integers), so a state moves between SQLite and PostgreSQL unchanged."""
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -163,9 +164,15 @@ def subscriber_values(s: Subscriber, now: datetime) -> tuple:  # type: ignore[ty
             s.max_entries, s.min_upvotes, int(s.send_empty), ts(now), json.dumps(extra) if extra else None)
 
 
+@lru_cache(maxsize=65536)
+def _strings(text: str) -> tuple[str, ...]:
+    """A stored JSON list of queries (lists share their profiles: each distinct one decoded once)."""
+    return tuple(json.loads(text))
+
+
 def subscriber(row: Sequence) -> Subscriber:  # type: ignore[type-arg]
     extra = json.loads(row[10]) if len(row) > 10 and row[10] else {}
-    return Subscriber(email=row[0], name=row[1], keywords=tuple(json.loads(row[2])), exclude=tuple(json.loads(row[3])),
+    return Subscriber(email=row[0], name=row[1], keywords=_strings(row[2]), exclude=_strings(row[3]),
                       schedule=row[4], timezone=row[5], max_entries=row[6], min_upvotes=row[7],
                       send_empty=bool(row[8]), home="store", trending=int(extra.get("trending", 0)),
                       updates=bool(extra.get("updates", True)), must_include=tuple(extra.get("must_include", ())),

@@ -85,6 +85,35 @@ class SqliteStore(Store):
             raise StateError(f"{path}: cannot read the state file: {exc}") from exc
         return store
 
+    @classmethod
+    def reader(cls, location: Path | str) -> Store:
+        """The state file read in place, as one consistent read transaction, without copying it
+        (read-only commands on a state of any size). Where that cannot be (no file yet, a schema
+        this release upgrades) it is a `snapshot`."""
+        path = Path(location)
+        if not path.is_file():
+            return cls.snapshot(location)
+        store = object.__new__(cls)
+        store.path = path
+        uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+        try:
+            try:
+                store.db = sqlite3.connect(uri, uri=True, isolation_level=None)
+                store.db.execute("BEGIN")
+                current = store.version()  # the first read starts the transaction's snapshot
+            except sqlite3.OperationalError as exc:  # a folder SQLite cannot make the WAL index in
+                if "unable to open" not in str(exc):
+                    raise
+                store.db = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None)
+                current = store.version()
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"{path}: cannot read the state file: {exc}") from exc
+        if current != SCHEMA_VERSION:
+            store.db.close()
+            return cls.snapshot(location)
+        store.upgraded = (current, current)
+        return store
+
     def version(self) -> int:
         tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         return self._version_of(tables, "this is not a newsletter state file (an unrelated SQLite database?); "
