@@ -5,7 +5,7 @@ Generates, deterministically, a state with N subscribers (2 keyword queries each
 then times, in one process, `Deployment.explain` of one paper for every subscriber (twice: cold and
 warm caches) and for one subscriber, and the whole `newsletter explain` command.
 
-    python bench/explain.py [-n 10000] [--days 10] [--per-day 300] [--keep DIR]
+    python bench/explain.py [-n 10000] [--days 10] [--per-day 300] [--vocabulary 200] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -33,7 +33,13 @@ from newsletter.store import NewIssue, open_store  # noqa: E402
 
 BASE = ("language model quantization distillation diffusion agent causal inference graph neural protein "
         "retrieval speech vision robot planning reasoning alignment sparse attention").split()
-WORDS = [f"{a}{b}" for a in BASE for b in ("", "s", "ing", "al", "ist", "ism", "ity", "ive", "ed", "er")]
+SUFFIXES = ("", "s", "ing", "al", "ist", "ism", "ity", "ive", "ed", "er")
+
+
+def vocabulary(size: int) -> list[str]:
+    """`size` distinct words (200 by default: a paper's 60-word abstract then holds a given word a
+    quarter of the time, and two thirds of the profiles match any paper; real lists match far fewer)."""
+    return [f"{a}{b}{n or ''}" for n in range(size // 200 + 1) for a in BASE for b in SUFFIXES][:size]
 START = datetime(2026, 11, 1, 7, 0, tzinfo=timezone.utc)
 
 
@@ -41,7 +47,7 @@ def paper_id(day: int, i: int) -> str:
     return f"2611.{day:02d}{i:03d}"
 
 
-def generate(folder: Path, n: int, days: int, per_day: int) -> tuple[Path, Path]:
+def generate(folder: Path, n: int, days: int, per_day: int, words: list[str]) -> tuple[Path, Path]:
     project = folder / "subscribers.yaml"
     state = folder / "state.sqlite3"
     project.write_text(yaml.safe_dump({"newsletter": {"title": "Bench", "sender": "Bench <b@example.org>",
@@ -52,10 +58,10 @@ def generate(folder: Path, n: int, days: int, per_day: int) -> tuple[Path, Path]
     with open_store(state) as store:
         for day in range(days):
             seen = START + timedelta(days=day, minutes=-60)
-            store.upsert_entries([Entry(id=paper_id(day, i), title=" ".join(rng.sample(WORDS, 5)),
-                                        abstract=" ".join(rng.choices(WORDS, k=60)), upvotes=rng.randint(0, 100))
+            store.upsert_entries([Entry(id=paper_id(day, i), title=" ".join(rng.sample(words, 5)),
+                                        abstract=" ".join(rng.choices(words, k=60)), upvotes=rng.randint(0, 100))
                                   for i in range(per_day)], seen)
-        subs = [Subscriber(email=f"r{i:06d}@example.org", name=None, keywords=tuple(rng.sample(WORDS, 2)),
+        subs = [Subscriber(email=f"r{i:06d}@example.org", name=None, keywords=tuple(rng.sample(words, 2)),
                            exclude=(), schedule="0 7 * * *", timezone="UTC", max_entries=5, min_upvotes=0,
                            send_empty=False, home="store") for i in range(n)]
         store.add_subscribers(subs, START - timedelta(days=1))
@@ -87,12 +93,13 @@ def main() -> None:
     ap.add_argument("-n", "--subscribers", type=int, default=10_000)
     ap.add_argument("--days", type=int, default=10)
     ap.add_argument("--per-day", type=int, default=300)
+    ap.add_argument("--vocabulary", type=int, default=200, help="distinct words of titles, abstracts and queries")
     ap.add_argument("--keep", type=Path, help="generate into (and reuse) this folder")
     args = ap.parse_args()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench-explain-"))
     folder.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
-    project, state = generate(folder, args.subscribers, args.days, args.per_day)
+    project, state = generate(folder, args.subscribers, args.days, args.per_day, vocabulary(args.vocabulary))
     print(f"state: {state} ({state.stat().st_size / 1e6:.0f} MB, ready in {time.perf_counter() - t:.1f} s)")
     dep = Deployment.open(project, None, {})
     paper = paper_id(args.days // 2, 7)

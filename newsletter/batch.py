@@ -213,17 +213,18 @@ class BatchMatcher:
                 own = key[:, target]
                 rank = (key > own[:, None]).sum(axis=1) + 1
                 count = np.count_nonzero(sums, axis=1)
-                best = -np.sort(-key, axis=1)  # each profile's keys, best first
-                last = np.minimum(cap[dest], count) - 1
-                edge = best[np.arange(len(dest)), np.maximum(last, 0)]
-                for row, d in enumerate(dest.tolist()):
-                    if not own[row]:
-                        out[d] = Place(0, int(count[row]), 0.0, -1, 0.0)
-                        continue
-                    e = int(edge[row])
-                    out[d] = Place(int(rank[row]), int(count[row]), float(own[row] >> self.tie_bits),
-                                   int(self.by_tie[e & self.tie_mask]) if last[row] >= 0 else -1,
-                                   float(e >> self.tie_bits))
+                selected = own > 0
+                last = np.minimum(cap[dest], count)  # the place of the last entry within the cap
+                edge = np.zeros(len(dest), dtype=np.int64)
+                for k in np.unique(last[selected]).tolist():  # a few distinct caps: one partition each
+                    at = np.flatnonzero(selected & (last == k))
+                    edge[at] = np.partition(key[at], self.n - k, axis=1)[:, self.n - k]
+                edge_at = np.where(selected, self.by_tie[edge & self.tie_mask], -1)
+                found = map(Place, np.where(selected, rank, 0).tolist(), count.tolist(),
+                            (own >> self.tie_bits).astype(np.float64).tolist(), edge_at.tolist(),
+                            np.where(selected, edge >> self.tie_bits, 0).astype(np.float64).tolist())
+                for d, place in zip(dest.tolist(), found):
+                    out[d] = place
         return out
 
     def _sums(self, profiles: Sequence[Profile], candidates: int | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -9,10 +9,11 @@ import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from newsletter import __version__, ingest, replay
+from newsletter import __version__, replay
 from newsletter.config import load
 from newsletter.console import print_matches, say
 from newsletter.deployment import Deployment, resolve_state
@@ -21,6 +22,9 @@ from newsletter.errors import StateError, ConfigError, NewsletterError, PartialD
 from newsletter.models import Config
 from newsletter.roster import Roster
 from newsletter.store import Location, Store, location
+
+if TYPE_CHECKING:
+    from newsletter import ingest
 
 EPILOG = "Docs: README.md. Exit codes: 0 ok, 1 error, 2 usage or configuration, 3 some deliveries failed."
 
@@ -220,6 +224,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from newsletter import ingest
+
     now = datetime.now(timezone.utc)
     with _open_store(args) as store:
         if args.paths:

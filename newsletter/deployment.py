@@ -10,12 +10,11 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from newsletter import credentials, explain, guarantees, ingest, ledger, pipeline
-from newsletter.builder import Built
+from newsletter import credentials, explain, guarantees, ledger
 from newsletter.config import load
 from newsletter.credentials import Secrets
-from newsletter.delivery import Outcome
 from newsletter.errors import ConfigError, QuerySyntaxError
 from newsletter.issues import NotDue
 from newsletter.explain import Reason
@@ -24,8 +23,12 @@ from newsletter.matching import Profile
 from newsletter.replay import Replay, replay
 from newsletter.models import Config, Entry
 from newsletter.roster import Roster
-from newsletter.store_readers import ReaderStore
 from newsletter.store import IssueRow, Location, Store, is_url, location
+
+if TYPE_CHECKING:  # sending, fetching and the reader tables are imported by the commands that use them
+    from newsletter import ingest, pipeline
+    from newsletter.builder import Built
+    from newsletter.delivery import Outcome
 
 LEASE_VARIABLE = "NEWSLETTER_CLAIM_LEASE"  # seconds; default ledger.CLAIM_LEASE
 WORKER_VARIABLE = "NEWSLETTER_WORKER"  # names this worker in claims and `status` (default: the host name)
@@ -158,6 +161,8 @@ class Deployment:
              **tuning: object) -> SendResult:
         """Ingest, then build and deliver what is due. `workers`: build processes (None: one per
         core when the list is big enough to be worth it, else building runs in a thread)."""
+        from newsletter import ingest, pipeline
+
         self.end_pauses(now)  # a pause "until a date" whose day has come ends before anyone is looked at
         with self.store() as store:
             ingested = ingest.ingest_sources(store, self.config, now) if fetch else []
@@ -171,6 +176,8 @@ class Deployment:
 
     def end_pauses(self, now: datetime) -> list[str]:
         """Lift the pauses "until a date" whose day has come (`standing.pause_over`); who resumed."""
+        from newsletter.store_readers import ReaderStore
+
         with ReaderStore(self.state) as store:
             return store.end_pauses(now)
 
@@ -207,6 +214,8 @@ class Deployment:
 
     def dry_run(self, now: datetime, *, fetch: bool = True, only: str | None = None) -> DryRun:
         """What `send` would do now; nothing is written (sources are ingested into a copy)."""
+        from newsletter import ingest, pipeline
+
         with self.snapshot() as store:
             ingested = ingest.ingest_sources(store, self.config, now) if fetch else []
             built, not_due = pipeline.plan(self.config, store, now, only=only)
@@ -215,7 +224,7 @@ class Deployment:
 
     def preview(self, now: datetime, out: Path, *, fetch: bool = True, only: str | None = None) -> tuple[list, list]:  # type: ignore[type-arg]
         """Write the next issue of every (or one) subscriber as files; nothing is recorded."""
-        from newsletter import preview
+        from newsletter import ingest, preview
 
         with self.snapshot() as store:
             ingested = ingest.ingest_sources(store, self.config, now) if fetch else []
@@ -224,6 +233,8 @@ class Deployment:
 
     def unsubscribe(self, email: str, now: datetime) -> bool:
         """One store commit (subscribers.yaml is never rewritten). False: no such subscriber."""
+        from newsletter import pipeline
+
         with self.store() as store:
             if Roster(self.config, store).find(email) is None:
                 return False

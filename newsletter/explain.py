@@ -31,7 +31,7 @@ from newsletter.entries import arxiv_id
 from newsletter.errors import ConfigError
 from newsletter.schedule import Schedule
 from newsletter.batch import BatchMatcher, Place
-from newsletter.matching import EntryIndex, Profile
+from newsletter.matching import EntryIndex, Profile, gc_paused
 from newsletter.models import Config, Entry, Subscriber
 from newsletter.query import Query, parse
 from newsletter.roster import Roster
@@ -274,12 +274,13 @@ def _no_match(sub: Subscriber, issue: str | None) -> Reason:
                   issue)
 
 
-def _verdict(paper: Entry, sub: Subscriber, state: StateRow | None, history: History, shared: Shared
-             ) -> Reason | _Rank:
-    """The reason, or what is left to rank when the paper passed every other test."""
+def _verdict(paper: Entry, sub: Subscriber, state: StateRow | None, history: History, shared: Shared,
+             settled: bool = False) -> Reason | _Rank:
+    """The reason, or what is left to rank when the paper passed every other test (`settled`: what
+    `_settled` decides is known not to apply)."""
     email = sub.email
     target = history.target
-    if not history.asked:
+    if not history.asked and not settled:
         early = _settled(paper, sub, history.carriers, shared)
         if early is not None:
             return early
@@ -382,7 +383,7 @@ def explain(store: Store, config: Config, paper_text: str, *, subscriber: str | 
             raise ConfigError(f"no issue {issue_id} of a current subscriber")
         batches = iter([[owner]])
     else:
-        batches = ([m.subscriber for m in members] for members in roster.batches(BATCH))
+        batches = roster.subscriber_batches(BATCH)
 
     shared = Shared(paper, lambda since, until: store.entries(since, until))
     # one subscriber, an issue asked about or a preview: every issue read; many: two issues each
@@ -408,15 +409,19 @@ def explain(store: Store, config: Config, paper_text: str, *, subscriber: str | 
 
     def reasons() -> Iterator[Reason]:
         for batch in batches:
-            early: list[Reason | None] = [None] * len(batch)
-            if not full:  # settle who needs no issue window before reading any ledger
-                early = [_settled(paper, s, carrying.get(s.email, ()), shared) for s in batch]
-            unsettled = [s for s, v in zip(batch, early) if v is None]
-            found = histories(unsettled) if unsettled else {}
-            states = store.states([s.email for s in unsettled]) if unsettled else {}
-            verdicts = [v if v is not None else _verdict(paper, s, states.get(s.email), found[s.email], shared)
-                        for s, v in zip(batch, early)]
-            places = iter(shared.places([v for v in verdicts if isinstance(v, _Rank)]))
-            for v in verdicts:
-                yield v if isinstance(v, Reason) else _ranked(v, next(places), shared)
+            with gc_paused():  # thousands of small objects a batch, no cycles
+                out = explained(batch)
+            yield from out
+
+    def explained(batch: Sequence[Subscriber]) -> list[Reason]:
+        early: list[Reason | None] = [None] * len(batch)
+        if not full:  # settle who needs no issue window before reading any ledger
+            early = [_settled(paper, s, carrying.get(s.email, ()), shared) for s in batch]
+        unsettled = [s for s, v in zip(batch, early) if v is None]
+        found = histories(unsettled) if unsettled else {}
+        states = store.states([s.email for s in unsettled]) if unsettled else {}
+        verdicts = [v if v is not None else _verdict(paper, s, states.get(s.email), found[s.email], shared, not full)
+                    for s, v in zip(batch, early)]
+        places = iter(shared.places([v for v in verdicts if isinstance(v, _Rank)]))
+        return [v if isinstance(v, Reason) else _ranked(v, next(places), shared) for v in verdicts]
     return paper, reasons()

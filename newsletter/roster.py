@@ -75,6 +75,12 @@ class Roster:
                 group: tuple[str, str] | None = None) -> Iterator[list[Member]]:
         """Members in batches of at most `size`: the file's first, then the store's, page by page.
         `only` restricts to these addresses; `group` to one (cron, zone)."""
+        for subs in self.subscriber_batches(size, only=only, group=group):
+            yield self._with_standing(subs)
+
+    def subscriber_batches(self, size: int = PAGE, *, only: Collection[str] | None = None,
+                           group: tuple[str, str] | None = None) -> Iterator[list[Subscriber]]:
+        """The subscribers of `batches`, without reading their state."""
         wanted = {normalise_address(e) for e in only} if only is not None else None
 
         def keep(s: Subscriber) -> bool:
@@ -82,11 +88,11 @@ class Roster:
 
         file_subs = [s for s in self.config.subscribers if keep(s)]
         for i in range(0, len(file_subs), size):
-            yield self._with_standing(file_subs[i:i + size])
+            yield file_subs[i:i + size]
         if wanted is not None and len(wanted) <= size:
             found = [s for s in (self.store.subscriber(e) for e in sorted(wanted)) if s is not None and keep(s)]
             if found:
-                yield self._with_standing(found)
+                yield found
             return
         after = ""
         while True:
@@ -96,7 +102,7 @@ class Roster:
             after = page[-1].email
             chosen = [s for s in page if keep(s)]
             if chosen:
-                yield self._with_standing(chosen)
+                yield chosen
 
     def _with_standing(self, subs: Sequence[Subscriber]) -> list[Member]:
         states = self.store.states([s.email for s in subs])

@@ -6,7 +6,7 @@ and ordered as text, byte by byte, exactly as SQLite does."""
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 TABLES: dict[str, tuple[str, ...]] = {
     "entries": ("id", "title_key", "title", "abstract", "authors", "author_count", "published", "upvotes",
@@ -68,6 +68,8 @@ CREATE INDEX issues_pending ON issues(status, next_attempt) WHERE status = 'pend
     # 4: what else a store-held subscriber's profile says (trending, updates, must_include, must_exclude),
     # as JSON: NULL when all are the defaults.
     4: "ALTER TABLE subscribers ADD COLUMN extra TEXT;",
+    # 5: which issues carried a paper (`explain`) without reading every issue's papers
+    5: "CREATE INDEX IF NOT EXISTS issue_entries_entry ON issue_entries(entry_id);",
 }
 
 _T = 'TEXT COLLATE "C"'
@@ -110,6 +112,7 @@ CREATE TABLE sources (
 POSTGRES_UPGRADES: dict[int, str] = {
     3: f"ALTER TABLE subscriber_state ADD COLUMN paused_until {_T};",
     4: f"ALTER TABLE subscribers ADD COLUMN extra {_T};",
+    5: "CREATE INDEX IF NOT EXISTS issue_entries_entry ON issue_entries(entry_id);",  # there from the start
 }
 
 
