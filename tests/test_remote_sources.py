@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import time
 from pathlib import Path
 
@@ -188,7 +190,8 @@ def test_a_slow_drip_server_is_cut_off_at_the_sources_timeout(head_first: bool) 
 # --- credentials in source URLs (issue 15, item 14) -----------------------------------------------
 
 def test_credentials_in_source_urls_never_reach_messages_or_the_state(httpserver: HTTPServer, tmp_path: Path,
-                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+                                                                      capsys: pytest.CaptureFixture[str],
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
     import json
 
     import yaml
@@ -201,9 +204,13 @@ def test_credentials_in_source_urls_never_reach_messages_or_the_state(httpserver
     secret_url = f"http://reader:s3cr3tT0ken@127.0.0.1:{port}/feed?key=K3YK3YK3Y&cat=cs.CL"
     sources = yaml.safe_dump({"sources": [{"name": "private", "type": "feed", "url": secret_url}]})
     project = write_config(tmp_path, sources="".join("  " + ln + "\n" for ln in sources.splitlines()))
-    assert run("--file", str(project), "ingest") == 1
+    with caplog.at_level(logging.INFO):  # as `run` logs: httpx's request line keeps the URL, redacted
+        assert run("--file", str(project), "ingest") == 1
     shown = f"http://***@127.0.0.1:{port}/feed?key=***&cat=cs.CL"
     assert capsys.readouterr().err == f"error: source 'private': {shown} answered HTTP 410\n"
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name != "werkzeug")  # not the test server's
+    assert f"HTTP Request: GET {shown}" in ours
+    assert "s3cr3tT0ken" not in ours and "K3YK3YK3Y" not in ours
     assert run("--file", str(project), "status", "--json") == 0
     status = json.loads(capsys.readouterr().out)
     assert status["sources"][0]["error"] == f"source 'private': {shown} answered HTTP 410"

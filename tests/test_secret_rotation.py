@@ -54,3 +54,22 @@ def test_the_until_setting_is_checked_at_the_edge() -> None:
     assert secrets.verifying_at(datetime(2027, 1, 1, tzinfo=timezone.utc)) == (NEW,)
     with pytest.raises(ConfigError, match="NEWSLETTER_SECRET_PREVIOUS_UNTIL: 'soon' is not a date"):
         credentials.read({**ENV, "NEWSLETTER_SECRET_PREVIOUS_UNTIL": "soon"})
+
+
+@pytest.mark.parametrize(("name", "value"), [("NEWSLETTER_SECRET", "x"), ("NEWSLETTER_SECRET", "fifteen-chars!!"),
+                                             ("NEWSLETTER_SECRET_PREVIOUS", "short")])
+def test_a_secret_too_short_to_resist_guessing_is_refused(tmp_path: Path, name: str, value: str,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 15, finding 21: one signed link lets a short secret be guessed offline."""
+    from conftest import run, write_config
+
+    project = write_config(tmp_path)
+    monkeypatch.setenv("NEWSLETTER_SECRET", NEW)
+    monkeypatch.setenv(name, value)
+    capsys.readouterr()
+    assert run("--file", str(project), "validate") == 2
+    assert f"{name} is too short ({len(value)} characters): use at least {credentials.MIN_SECRET}" in \
+        capsys.readouterr().err
+    monkeypatch.setenv(name, value + "x" * (credentials.MIN_SECRET - len(value)))  # long enough: accepted
+    assert run("--file", str(project), "validate") == 0

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import logging
 import re
+import stat
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from starlette.types import Receive, Scope, Send
 
 from browser import chromium, serving
-from conftest import write_config
+from conftest import run, write_config
 from newsletter import pipeline, tokens
 from newsletter.tokens import Purpose
 from newsletter.web import allowed_hosts, unsubscribe_app
@@ -245,6 +247,17 @@ def test_newsletter_serve_end_to_end(tmp_path: Path) -> None:
         assert unsubscribed() == {"ada@example.org"}  # one store commit; the stranger is recorded nowhere
         assert project.read_bytes() == yaml_before
         assert httpx.get(base + "x", headers={"Host": "attacker.example"}).status_code == 400
+        assert stat.S_IMODE(state.stat().st_mode) == 0o600  # it holds addresses: its owner's only
+        # finding 4: while an edit with a YAML 1.1 number (`010`) is in place, a valid click still counts
+        data = yaml.safe_load(yaml_before)
+        data["newsletter"]["max_entries"] = 10
+        text = yaml.safe_dump(data, sort_keys=False)
+        assert "  max_entries: 10\n" in text
+        project.write_text(text.replace("  max_entries: 10\n", "  max_entries: 010\n"))
+        assert run("--file", str(project), "validate") == 2  # the file is refused ...
+        clicked = httpx.post(base + tokens.sign("grace@example.org", SECRET))
+        assert clicked.status_code == 200 and "You are unsubscribed" in clicked.text
+        assert unsubscribed() == {"ada@example.org", "grace@example.org"}  # ... the unsubscribe is not
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)

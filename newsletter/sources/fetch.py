@@ -7,6 +7,7 @@ that drips one byte a second is cut off at the deadline. Credentials in URLs nev
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import socket
@@ -59,6 +60,21 @@ def redact_url(url: str) -> str:
 def redact(text: str) -> str:
     """Every URL inside `text` (an exception's message, say) passed through redact_url."""
     return _URL_IN_TEXT.sub(lambda m: redact_url(m.group()), text)
+
+
+class _RedactedRequests(logging.Filter):
+    """httpx logs each request at INFO with the whole URL (a user, a password, a `key=` in the
+    query): the line is kept, with the URL as `redact_url` shows it (`run` logs at INFO)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            record.args = tuple(redact(str(a)) if "://" in str(a) else a for a in args)
+        record.msg = redact(str(record.msg))
+        return True
+
+
+logging.getLogger("httpx").addFilter(_RedactedRequests())
 
 
 @dataclass(frozen=True)
