@@ -130,17 +130,17 @@ class _Words:
     def __init__(self, text: str) -> None:
         self.tokens = word_spans(text)
         self.stems = [stem(w) for _, _, w in self.tokens]
-        self.found: dict[Term, list[tuple[int, int]]] = {}
+        self.found: dict[str, list[tuple[int, int]]] = {}  # by the term's text (its scope included)
 
     def occurrences(self, term: Term) -> list[tuple[int, int]]:
         """(start, end) of each whole occurrence of `term`: all the words of a phrase in order and
         adjacent (as matching reads them), a prefix term's last word by its beginning."""
-        found = self.found.get(term)
+        found = self.found.get(term.text)
         if found is None:
             tokens, stems = self.tokens, self.stems
             k = len(term.words)
             exact = term.words[:-1] if term.prefix else term.words
-            found = self.found[term] = [
+            found = self.found[term.text] = [
                 (tokens[i][0], tokens[i + k - 1][1]) for i in range(len(tokens) - k + 1)
                 if all(stems[i + j] == w for j, w in enumerate(exact))
                 and (not term.prefix or tokens[i + k - 1][2].startswith(term.words[-1]))]
@@ -303,7 +303,7 @@ class _Paper:
                                                         for label, u in self.links) + "</p>") if self.links else ""
         self.links_text = ("\n\n" + "\n".join(f"   {label}: {u}" for label, u in self.links)) if self.links else ""
         self._words: dict[str, _Words] = {}
-        self._spans: dict[tuple[str, tuple[Term, ...]], Spans] = {}
+        self._spans: dict[tuple[str, tuple[str, ...]], Spans] = {}
         self._marked: dict[tuple[str, Spans], tuple[str, str, str]] = {}
 
     def text_of(self, field: str) -> str:
@@ -312,7 +312,7 @@ class _Paper:
     def spans(self, field: str, terms: tuple[Term, ...]) -> Spans:
         if not terms:
             return ()
-        key = (field, terms)
+        key = (field, tuple([t.text for t in terms]))  # a term's text hashes once; a Term every time
         found = self._spans.get(key)
         if found is None:
             words = self._words.get(field)
@@ -349,6 +349,8 @@ class CardMaker:
         self.queries: dict[str, Query] = {} if queries is None else queries
         self.rating = rating  # whether cards carry "more / less like this" (there is a web service)
         self._papers: dict[str, _Paper] = {}
+        self._rates: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self._terms: dict[tuple[str, str, str], tuple[Term, ...]] = {}
         self._why: dict[tuple[tuple[str, str], ...], tuple[str, str, str]] = {}
         self._reasons: dict[tuple[str, tuple[str, ...]], str] = {}
 
@@ -357,6 +359,21 @@ class CardMaker:
         if found is None or (found.entry is not e and found.entry != e):
             found = self._papers[e.id] = _Paper(e, self.words)
         return found
+
+    def _hit_terms(self, hits: Sequence[Hit]) -> dict[str, tuple[Term, ...]]:
+        """`hit_terms`, each hit's terms found once per maker (variants share most of their hits)."""
+        out: dict[str, dict[str, Term]] = {}
+        known = self._terms
+        for hit in hits:
+            key = (hit.query, hit.term, hit.field)
+            terms = known.get(key)
+            if terms is None:
+                terms = known[key] = hit_terms([hit], self.queries).get(hit.field, ())
+            if terms:
+                into = out.setdefault(hit.field, {})
+                for term in terms:
+                    into.setdefault(term.text, term)
+        return {f: tuple(found.values()) for f, found in out.items()}
 
     def _why_of(self, match: Match) -> tuple[str, str, str]:
         key = tuple([(h.term, h.field) for h in match.hits]) or (("", match.why),)
@@ -394,7 +411,7 @@ class CardMaker:
 
     def card(self, match: Match, section: str = "") -> Card:
         p = self._paper(match.entry)
-        terms = hit_terms(match.hits, self.queries)
+        terms = self._hit_terms(match.hits)
         title_html, title_text, title_wrapped = p.marked("title", p.spans("title", terms.get("title", ())))
         abstract_html, abstract_text, abstract_wrapped = p.marked(
             "abstract", p.spans("abstract", terms.get("abstract", ())))
@@ -420,6 +437,13 @@ class CardMaker:
         return Card(html, text, fields, head_text, *self._rate(match.entry.id))
 
     def _rate(self, entry_id: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The paper's rating links (the same for all its variants: made once)."""
+        found = self._rates.get(entry_id)
+        if found is None:
+            found = self._rates[entry_id] = self._rate_links(entry_id)
+        return found
+
+    def _rate_links(self, entry_id: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         path = quote(entry_id, safe="/:")
         more, less = self.words("more_like_this"), self.words("less_like_this")
         return (('<p class="r"><a href="', f'/more/{_esc(path)}">{_esc(more)}</a> · <a href="',
