@@ -408,8 +408,12 @@ def explain(store: Store, config: Config, paper_text: str, *, subscriber: str | 
         return {s.email: history_of(s, paper, issues.get(s.email, []), carried, issue_id) for s in batch}
 
     def reasons() -> Iterator[Reason]:
-        for batch in batches:
+        pages = iter(batches)
+        while True:
             with gc_paused():  # thousands of small objects a batch, no cycles
+                batch = next(pages, None)
+                if batch is None:
+                    return
                 out = explained(batch)
             yield from out
 
