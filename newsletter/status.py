@@ -98,6 +98,11 @@ def collect(config: Config, store: Store, now: datetime) -> dict[str, Any]:
     return {"subscribers": subscribers, "sources": srcs, "pending": pending, "failed": failed,
             "claims": store.claims(), "queue": store.queue(now),
             "workers": {owner: n for owner, n in store.claims().items() if owner},
+            # per worker: its claims and latest lease; one whose lease ran out is gone or stalled (another
+            # worker takes its claims: ledger.stealable)
+            "worker_leases": {owner: {"claims": n, "lease_until": until.isoformat() if until else None,
+                                      "lease_expired": until is None or until < now}
+                              for owner, (n, until) in store.worker_leases().items()},
             "entries": store.entry_count()}
 
 

@@ -29,6 +29,10 @@ URL_SCHEMES = ("postgresql://", "postgres://")
 _HEADS = "i.id, i.subscriber, i.slot, i.built_at, i.status, i.entry_count, i.last_error, i.sent_at, i.dropped"
 
 
+_LEAN = ISSUE_COLUMNS.replace(" message,", " NULL,")  # an issue row without its message bytes
+assert _LEAN != ISSUE_COLUMNS
+
+
 def _head(r: Sequence[Any]) -> IssueRow:
     return IssueRow(r[0], r[1], R.dt(r[2]), R.dt(r[3]), r[4], None, None, None, r[5], 0, r[6], None, None,  # type: ignore[arg-type]
                     R.dt(r[7]), False, dropped=r[8] or 0)
@@ -378,7 +382,8 @@ class Store:
         return {holder: R.dt(until) for holder, until in rows if until}  # type: ignore[misc]
 
     def issues(self, status: str | None = None) -> list[IssueRow]:
-        sql, args = f"SELECT {ISSUE_COLUMNS} FROM issues", []
+        """The issues (with this status), without their message bytes (`status` lists every pending one)."""
+        sql, args = f"SELECT {_LEAN} FROM issues", []
         if status:
             sql += " WHERE status=?"
             args.append(status)
@@ -388,6 +393,12 @@ class Store:
         """The mean message size in bytes of the issues with this status (0 when none)."""
         row = self._q("SELECT avg(size) FROM issues WHERE status=? AND size IS NOT NULL", (status,)).fetchone()
         return float(row[0] or 0)
+
+    def worker_leases(self) -> dict[str, tuple[int, datetime | None]]:
+        """Per worker holding pending issues: how many, and its latest lease end."""
+        rows = self._q("SELECT claimed_by, count(*), max(claim_until) FROM issues WHERE status='pending' "
+                       "AND claimed_by IS NOT NULL GROUP BY claimed_by")
+        return {owner: (int(n), R.dt(until)) for owner, n, until in rows}
 
     def claims(self) -> dict[str, int]:
         """Pending issues per claiming worker (unclaimed under '')."""
