@@ -1,5 +1,5 @@
 """Building batches in worker processes, so that a big `send` uses every core: each worker walks
-the same roster, takes every n-th batch, builds it (matching, rendering, message bytes) and commits
+the same roster, takes every n-th batch (the others it does not look at), builds it (matching, rendering, message bytes) and commits
 it to the ledger on its own connection, claimed for the parent process; the parent only delivers.
 
 A worker leaves as soon as its parent is gone (a killed `send` leaves no orphan behind: what it
@@ -70,10 +70,9 @@ def work(task: Task, out: Any, stop: Event) -> None:
             ledger = Ledger(store, now=task.now, pause_after=task.config.settings.smtp.pause_after,
                             owner=task.owner, lease=task.lease)
             t = time.perf_counter()
-            for i, (due, skipped) in enumerate(due_batches(task.config, store, task.now, only=task.only,
-                                                           group=task.group, catch_up=task.catch_up, size=task.batch)):
-                if i % task.workers != task.worker:
-                    continue
+            for due, skipped in due_batches(task.config, store, task.now, only=task.only, group=task.group,
+                                            catch_up=task.catch_up, size=task.batch,
+                                            share=(task.worker, task.workers)):
                 if stop.is_set() or os.getppid() != task.parent:
                     out.cancel_join_thread()  # nobody reads any more: exit without flushing
                     return

@@ -66,11 +66,12 @@ class SendReport:
 
 def due_batches(config: Config, store: Store, now: datetime, *, only: str | Collection[str] | None = None,
                 group: tuple[str, str] | None = None, catch_up: timedelta | None = None, upcoming: bool = False,
-                size: int = BATCH) -> Iterator[tuple[list[Due], list[NotDue]]]:
+                size: int = BATCH, share: tuple[int, int] | None = None) -> Iterator[tuple[list[Due], list[NotDue]]]:
     """Walk the roster in batches; for each, the issues to build now and why the others are not due.
 
     `upcoming` (previews): when the current slot's issue exists already, the next slot's issue is
-    built as it would be now.
+    built as it would be now. `share` (k, n): only every n-th batch from the k-th (build worker k of
+    n), the others not looked at.
     """
     roster = Roster(config, store)
     if isinstance(only, str):
@@ -78,7 +79,10 @@ def due_batches(config: Config, store: Store, now: datetime, *, only: str | Coll
             raise ConfigError(f"no subscriber '{only}' in {config.path} or the state store")
         only = [only]
     slots = Slots(now)
-    for members in roster.batches(size, only=only, group=group):
+    for i, page in enumerate(roster.subscriber_batches(size, only=only, group=group)):
+        if share is not None and i % share[1] != share[0]:
+            continue
+        members = roster.with_standing(page)
         subs = [m.subscriber for m in members]
         standings = {m.subscriber.email: m.standing for m in members}
         due_slots = {s.email: slot for s in subs

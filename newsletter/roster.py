@@ -76,7 +76,7 @@ class Roster:
         """Members in batches of at most `size`: the file's first, then the store's, page by page.
         `only` restricts to these addresses; `group` to one (cron, zone)."""
         for subs in self.subscriber_batches(size, only=only, group=group):
-            yield self._with_standing(subs)
+            yield self.with_standing(subs)
 
     def subscriber_batches(self, size: int = PAGE, *, only: Collection[str] | None = None,
                            group: tuple[str, str] | None = None) -> Iterator[list[Subscriber]]:
@@ -104,7 +104,8 @@ class Roster:
             if chosen:
                 yield chosen
 
-    def _with_standing(self, subs: Sequence[Subscriber]) -> list[Member]:
+    def with_standing(self, subs: Sequence[Subscriber]) -> list[Member]:
+        """Each subscriber with their standing (one read of the state for all)."""
         states = self.store.states([s.email for s in subs])
         return [Member(s, standing(s, states.get(s.email))) for s in subs]
 
