@@ -7,9 +7,9 @@ before its slot) up to this issue's build time, less what they had received befo
 in the order they are looked for:
 
     delivered    in issue X, sent on D (or pending delivery)
+    no_match     no keyword query matches it (whenever it came; with --issue, after the window)
     state        no issue covers the paper: the subscriber was paused / unsubscribed / bounced
     window       first seen outside every issue's window (before the first, or after the last)
-    no_match     no keyword query matches it
     excluded     a keyword query matches, an exclude removes it: the exact term and field
     upvotes      below the subscriber's min_upvotes
     held_back    delivered before, in issue X: a paper is sent once
@@ -17,7 +17,11 @@ in the order they are looked for:
     cut          within the cap, but the size budget left it out of the email
     undelivered  in the issue, which failed or expired
 
-`explain_for` is pure; `explain` reads the store in bulk (a batch of subscribers at a time).
+`explain_for` is pure; `explain` reads the store in bulk, a batch of subscribers at a time: for one
+subscriber (or an issue asked about, or a preview) every issue; for many, only what decides each
+one (`Store.issues_around`: the issues just before and after the paper arrived), after settling
+those the paper never reached or never matched, and ranks every profile of a window at once
+(`BatchMatcher.places`).
 """
 
 from __future__ import annotations
