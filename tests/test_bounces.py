@@ -177,6 +177,8 @@ def test_run_watches_the_bounce_maildir_and_sends_nothing_more_to_a_hard_bounce(
     assert proc.returncode == 0, err
     assert "ada@example.org: suppressed: the address bounced" in err
     assert [m[1] for m in recorder.messages].count(["ada@example.org"]) == 1
-    with ReaderStore(dep.state) as store:  # not built at all: a suppressed address is not due
-        assert [i.status for i in store.issues() if i.subscriber == "ada@example.org"] == ["sent"]
+    with ReaderStore(dep.state) as store:  # never built with papers again: a suppressed address is not due
+        ada = [i.status for i in store.issues() if i.subscriber == "ada@example.org"]
+    # (a slot that fell before the bounce was read may have built her an empty issue: nothing new then)
+    assert [s for s in ada if s != "empty"] == ["sent"]
     assert len(box) == 2  # the box is only read
