@@ -164,7 +164,7 @@ def subscriber_values(s: Subscriber, now: datetime) -> tuple:  # type: ignore[ty
             s.max_entries, s.min_upvotes, int(s.send_empty), ts(now), json.dumps(extra) if extra else None)
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=4096)  # a few MB at most: a `send` of 100,000 subscribers stays under its memory bound
 def _strings(text: str) -> tuple[str, ...]:
     """A stored JSON list of queries (lists share their profiles: each distinct one decoded once)."""
     return tuple(json.loads(text))
