@@ -18,7 +18,7 @@ from newsletter.config import load
 from newsletter.console import print_matches, say
 from newsletter.deployment import Deployment, resolve_state
 from newsletter.entries import to_json
-from newsletter.errors import StateError, ConfigError, NewsletterError, PartialDeliveryError, QuerySyntaxError
+from newsletter.errors import ConfigError, NewsletterError, PartialDeliveryError, QuerySyntaxError
 from newsletter.models import Config
 from newsletter.roster import Roster
 from newsletter.store import Location, Store, location
@@ -245,7 +245,8 @@ def _read_store(args: argparse.Namespace) -> Store:
     `--state` given by hand that does not exist is a typo, not an empty state."""
     path = _state_path(args)
     if args.state is not None and isinstance(path, Path) and not path.exists():
-        raise StateError(f"{path}: no state file there (check --state; `newsletter ingest` or `send` create it)")
+        # a usage error (exit 2), like any other mistyped argument
+        raise ConfigError(f"{path}: no state file there (check --state; `newsletter ingest` or `send` create it)")
     return Store.reader(path)
 
 

@@ -178,7 +178,7 @@ def test_status_of_a_state_path_that_does_not_exist_is_an_error(tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     project = write_config(tmp_path)
     typo = tmp_path / "typo" / "state.sqlite3"
-    assert run("--file", str(project), "--state", str(typo), "status") == 1
+    assert run("--file", str(project), "--state", str(typo), "status") == 2  # a usage error
     assert f"{typo}: no state file there" in capsys.readouterr().err
     assert not typo.parent.exists()
 
