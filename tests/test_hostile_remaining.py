@@ -269,3 +269,24 @@ def test_three_thousand_nots_through_validate(tmp_path: Path, capsys: pytest.Cap
         "at column 11998",
         f"error: 2 problems in {path}",
     ]
+
+
+def test_a_state_file_made_readable_by_others_is_made_private_when_opened(tmp_path: Path) -> None:
+    """Finding 21: a state file from a release that followed the umask (0644) is tightened; an
+    unrelated SQLite file passed as --state is refused and its mode left alone."""
+    state = tmp_path / "state.sqlite3"
+    with Store(state):
+        pass
+    os.chmod(state, 0o644)
+    with Store(state):
+        pass
+    assert stat.S_IMODE(state.stat().st_mode) == 0o600
+    other = tmp_path / "other.sqlite3"
+    db = sqlite3.connect(other)
+    db.execute("CREATE TABLE photos (name TEXT)")
+    db.commit()
+    db.close()
+    os.chmod(other, 0o644)
+    with pytest.raises(Exception, match="not a newsletter state file"):
+        Store(other)
+    assert stat.S_IMODE(other.stat().st_mode) == 0o644

@@ -40,15 +40,18 @@ class SqliteStore(Store):
             raise StateError(f"{path}: cannot create the state file: {path.parent} is not a folder") from None
         except OSError as exc:
             raise StateError(f"{path}: cannot create the state folder: {exc.strerror}") from None
-        fresh = not path.exists()
+        if not path.exists():  # made private from the start: it holds signed links and addresses
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except OSError:
+                pass  # made by another process meanwhile, or not makeable: SQLite says which below
         try:
             self.db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
             self.db.execute("PRAGMA busy_timeout=30000")
-            if fresh:
-                os.chmod(path, 0o600)  # it holds signed links and addresses
             self._setup()
         except sqlite3.DatabaseError as exc:
             raise StateError(f"{path}: cannot use the state file: {exc}") from exc
+        _private(path)
 
     def _setup(self) -> None:
         # Switching a new file to WAL can answer "locked" at once (no busy handler) when another
@@ -205,6 +208,16 @@ class SqliteStore(Store):
             self.db.executemany("UPDATE issues SET claimed_by=?, claim_until=? WHERE id=?",
                                 [(owner, R.ts(until), row.id) for row in taken])
         return [replace(row, claimed_by=owner, claim_until=until) for row in taken]
+
+
+def _private(path: Path) -> None:
+    """A state file (known now to be one) that others can read, made by a release that followed the
+    umask, is made its owner's only; SQLite gives its -wal and -shm files the same mode."""
+    try:
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)
+    except OSError:
+        pass  # not ours to change (another user's file, a read-only mount): left as it is
 
 
 def _copy_read_only(path: Path, into: sqlite3.Connection) -> None:
