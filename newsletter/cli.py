@@ -16,7 +16,7 @@ from pathlib import Path
 from newsletter import __version__, replay
 from newsletter.config import load
 from newsletter.console import print_matches, say
-from newsletter.deployment import Deployment, resolve_state
+from newsletter.deployment import Deployment, read_state, resolve_state
 from newsletter.entries import to_json
 from newsletter.errors import ConfigError, NewsletterError, PartialDeliveryError, QuerySyntaxError
 from newsletter.models import Config
@@ -241,13 +241,7 @@ def _open_store(args: argparse.Namespace) -> Store:
 
 
 def _read_store(args: argparse.Namespace) -> Store:
-    """For commands that only read: read in place, and a missing state file is not created. A
-    `--state` given by hand that does not exist is a typo, not an empty state."""
-    path = _state_path(args)
-    if args.state is not None and isinstance(path, Path) and not path.exists():
-        # a usage error (exit 2), like any other mistyped argument
-        raise ConfigError(f"{path}: no state file there (check --state; `newsletter ingest` or `send` create it)")
-    return Store.reader(path)
+    return read_state(_state_path(args), args.state is not None)
 
 
 def cmd_entries(args: argparse.Namespace) -> int:

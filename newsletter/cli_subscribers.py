@@ -102,9 +102,9 @@ def _row(s: Subscriber, state: str) -> dict[str, Any]:
 def cmd_sub_list(args: argparse.Namespace) -> int:
     dep = _dep(args)
     n = 0
-    if args.json:
-        print("[")
-    with dep.reader() as store:
+    with dep.reader() as store:  # opened first: a state that cannot be read prints nothing
+        if args.json:
+            print("[")
         for batch in roster.Roster(dep.config, store).batches():
             for m in batch:
                 r = _row(m.subscriber, m.standing.state)

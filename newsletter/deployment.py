@@ -90,12 +90,23 @@ class SendResult:
     ingested: list[ingest.IngestReport]
 
 
+def read_state(state: Location, given: bool) -> Store:
+    """The state for a command that only reads: read in place, never created. A state path given
+    by hand (`--state`) that does not exist is a typo, not an empty state."""
+    if given and isinstance(state, Path) and not state.exists():
+        # a usage error (exit 2), like any other mistyped argument
+        raise ConfigError(f"{state}: no state file there (check --state; `newsletter ingest` or `send` create it)")
+    return Store.reader(state)
+
+
 class Deployment:
-    def __init__(self, config: Config, state: Location, secrets: Secrets, worker: Worker = Worker()) -> None:
+    def __init__(self, config: Config, state: Location, secrets: Secrets, worker: Worker = Worker(),
+                 *, state_given: bool = False) -> None:
         self.config = config
         self.state = state
         self.secrets = secrets
         self.worker = worker
+        self.state_given = state_given  # named with --state (a missing file is then a typo)
 
     @classmethod
     def open(cls, config_path: Path, state: str | Path | None, env: Mapping[str, str]) -> Deployment:
@@ -103,7 +114,7 @@ class Deployment:
         postgresql:// URL (the password comes from NEWSLETTER_DB_PASSWORD, PGPASSWORD or ~/.pgpass)."""
         config = load(config_path, env)
         where = resolve_state(config_path, state, getattr(config.settings, "state", None))
-        return cls(config, where, credentials.read(env), Worker.read(env))
+        return cls(config, where, credentials.read(env), Worker.read(env), state_given=state is not None)
 
     def store(self) -> Store:
         return Store(self.state)
@@ -113,8 +124,8 @@ class Deployment:
         return Store.snapshot(self.state)
 
     def reader(self) -> Store:
-        """The state for commands that only read: consistent while open, never copied."""
-        return Store.reader(self.state)
+        """The state for commands that only read: consistent while open, never copied (`read_state`)."""
+        return read_state(self.state, self.state_given)
 
     def warnings(self) -> list[str]:
         return list(self.config.warnings)

@@ -88,7 +88,9 @@ def test_the_state_file_is_private(tmp_path: Path) -> None:
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
 
 
-@pytest.mark.parametrize("command", [["status"], ["status", "--json"], ["entries"], ["match", "model"]])
+@pytest.mark.parametrize("command", [["status"], ["status", "--json"], ["entries"], ["match", "model"],
+                                     ["subscribers", "list"], ["subscribers", "list", "--json"], ["subscribers", "export"],
+                                     ["explain", "2611.00001"]])
 def test_a_mistyped_state_is_a_usage_error(command: list[str], tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     project = write_config(tmp_path)
