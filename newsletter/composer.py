@@ -37,9 +37,11 @@ class Composer:
         self._cache.clear()
 
     def bound(self) -> None:
-        """Keep memory bounded whatever the number of subscribers: past CARDS_KEPT cards, start afresh."""
-        if any(getattr(r, "card_count", 0) > CARDS_KEPT for r in self._cache.values()):
-            self._cache.clear()
+        """Keep memory bounded whatever the number of subscribers: past CARDS_KEPT cards, the slot
+        renderer forgets its cards (its frames and plans stay)."""
+        for r in self._cache.values():
+            if getattr(r, "card_count", 0) > CARDS_KEPT:
+                r.trim()
 
     def __call__(self, issue: Issue, link_version: int = 0) -> tuple[RenderedIssue, bytes]:
         settings = self.settings

@@ -135,6 +135,13 @@ class SlotRenderer:
         self._profiles: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._updates: dict[tuple[Any, ...], Card] = {}
 
+    def trim(self) -> None:
+        """Forget the cards and what is kept per card or per paper (memory stays bounded), but keep
+        the frames and plans: they are few, and a plan costs two Jinja renderings to learn again."""
+        self._maker = CardMaker(self.words, self._queries, rating=bool(self.settings.base_url))
+        for kept in (self._cards, self._odd_cards, self._html_cards, self._text_cards, self._updates, self._heads):
+            kept.clear()
+
     @property
     def card_count(self) -> int:
         """How many cards are kept (the builder starts afresh past a limit: memory stays bounded)."""

@@ -319,6 +319,31 @@ def test_assembled_issues_are_byte_identical_to_rendering_each_alone(language: s
     assert len(shared._frames) == len(shapes)  # the frame was compiled once per shape, not per subscriber
 
 
+def test_a_trimmed_renderer_keeps_its_plans_and_its_bytes() -> None:
+    """Memory stays bounded (the builder trims the slot renderer past a number of cards): the cards
+    go, the frames and plans stay, and what it renders afterwards is still byte for byte what
+    rendering each issue alone gives."""
+    cfg = config({})
+    entries = hf_entries() + listing_entries()
+    env = environment(None)
+    shared = SlotRenderer(cfg.settings, environment(None))
+    subs = _subscribers(120)
+    for half in (subs[:60], subs[60:]):
+        for sub in half:
+            issue = issue_of(cfg, entries, sub, issue_id=f"issue-{sub.email}")
+            links = messagelib.unsubscribe_links(cfg.settings, sub.email, "s3cret")
+            personal = _web_links(cfg, sub.email, issue.id, True)
+            fast = shared.render(issue, unsubscribe_url=links.visible, **personal)
+            alone = render(issue, cfg.settings, unsubscribe_url=links.visible, env=env, **personal)
+            assert (fast.html, fast.text) == (alone.html, alone.text), sub
+        if half is subs[:60]:
+            plans, frames = dict(shared._plans), dict(shared._frames)
+            assert shared.card_count > 0 and any(not isinstance(p, int) for p in plans.values())
+            shared.trim()
+            assert shared.card_count == 0
+            assert shared._plans == plans and shared._frames == frames  # not learned again
+
+
 def test_data_that_carries_the_placeholder_text_is_rendered_the_direct_way() -> None:
     e = Entry(id="x", title="language model @@nl-hole-0@@ and @@nl-hole-7@@", abstract="@@nl-hole-")
     r = rendered(config(subscriber={"name": "@@nl-hole-1@@"}), [e])
