@@ -110,17 +110,21 @@ def parse(data: bytes) -> list[Bounce]:
     return out
 
 
-def read_box(path: Path, done: set[str] | None = None) -> Iterator[bytes]:
-    """Every message of a Maildir (a folder with cur/ and new/) or an mbox file, read-only.
-    `done` (a Maildir watched by `run`): the keys of messages read before, skipped; grows."""
+def check_box(path: Path) -> None:
+    """A Maildir (a folder with cur/ or new/) or an mbox file, else a ConfigError saying so."""
     if path.is_dir():
         if not (path / "cur").is_dir() and not (path / "new").is_dir():
             raise ConfigError(f"{path}: not a Maildir (no cur/ or new/ folder); pass a Maildir or an mbox file")
-        box: mailbox.Mailbox = mailbox.Maildir(str(path), factory=None, create=False)
-    elif path.is_file():
-        box = mailbox.mbox(str(path), factory=None, create=False)
-    else:
+    elif not path.is_file():
         raise ConfigError(f"{path}: no such Maildir or mbox file")
+
+
+def read_box(path: Path, done: set[str] | None = None) -> Iterator[bytes]:
+    """Every message of a Maildir (a folder with cur/ and new/) or an mbox file, read-only.
+    `done` (a Maildir watched by `run`): the keys of messages read before, skipped; grows."""
+    check_box(path)
+    box: mailbox.Mailbox = (mailbox.Maildir(str(path), factory=None, create=False) if path.is_dir()
+                            else mailbox.mbox(str(path), factory=None, create=False))
     try:
         for key in box.keys():
             if done is not None and key in done:

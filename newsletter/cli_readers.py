@@ -26,6 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def cmd_bounces(args: argparse.Namespace) -> int:
     dep = Deployment.open(args.file, args.state, os.environ)
+    bounces.check_box(args.path)  # before the state is opened (and perhaps created)
     with ReaderStore(dep.state) as store:
         s = bounces.process(store, dep.config, args.path, datetime.now(timezone.utc))
     say(args.quiet, f"{args.path}: {s.messages} messages: {s.reports} new bounce reports "

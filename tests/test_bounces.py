@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Recorder, free_port, run
+from conftest import Recorder, free_port, run, write_config
 from newsletter import bounces
 from newsletter.deployment import Deployment
 from newsletter.roster import Roster
@@ -182,3 +182,15 @@ def test_run_watches_the_bounce_maildir_and_sends_nothing_more_to_a_hard_bounce(
     # (a slot that fell before the bounce was read may have built her an empty issue: nothing new then)
     assert [s for s in ada if s != "empty"] == ["sent"]
     assert len(box) == 2  # the box is only read
+
+
+def test_a_box_that_is_not_there_is_named_and_no_state_is_made(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    project = write_config(tmp_path)
+    state = tmp_path / "elsewhere" / "state.sqlite3"
+    assert run("--file", str(project), "--state", str(state), "bounces", str(tmp_path / "list")) == 2
+    assert f"{tmp_path / 'list'}: no such Maildir or mbox file" in capsys.readouterr().err
+    assert not state.parent.exists()  # checked before the state is opened
+    (tmp_path / "plain").mkdir()
+    assert run("--file", str(project), "--state", str(state), "bounces", str(tmp_path / "plain")) == 2
+    assert "not a Maildir (no cur/ or new/ folder)" in capsys.readouterr().err and not state.parent.exists()
