@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from aiosmtpd.controller import Controller
 
 from newsletter.cli import main
@@ -82,6 +84,16 @@ DEFAULT_SOURCES = """\
       type: hf-listing
       path: data/listing.txt
 """
+
+
+def edit_config(project: Path, change: Callable[[dict[str, Any]], object]) -> None:
+    """Change a project's subscribers.yaml as data: read it, change the mapping, write it back (a text
+    replacement would silently do nothing once the text it looks for moves)."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    doc = yaml.load(project.read_text(encoding="utf-8"), Loader=loader)
+    change(doc)
+    project.write_text(yaml.dump(doc, Dumper=dumper, sort_keys=False, allow_unicode=True), encoding="utf-8")
 
 
 def write_config(folder: Path, *, port: int = 2525, subscribers: str = DEFAULT_SUBSCRIBERS,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
-from conftest import Recorder, free_port, write_config
+from conftest import Recorder, edit_config, free_port, write_config
 
 from newsletter.ledger import GROUP
 
@@ -44,7 +44,7 @@ def _project(tmp_path: Path, port: int, n: int) -> Path:
     subs = "".join(f"  - email: user{i:03d}@example.org\n    keywords: ['model']\n    max_entries: 2\n"
                    for i in range(n))
     project = write_config(tmp_path, port=port, subscribers=subs)
-    project.write_text(project.read_text().replace("timeout: 5}", "timeout: 5, concurrency: 2}"))
+    edit_config(project, lambda d: d["newsletter"]["smtp"].update(concurrency=2))
     return project
 
 
@@ -125,7 +125,7 @@ def test_sigterm_finishes_in_flight_transactions_and_leaves_the_rest_pending(tmp
     n = 30
     try:
         project = _project(tmp_path, port, n)
-        project.write_text(project.read_text().replace("concurrency: 2}", "concurrency: 1}"))
+        edit_config(project, lambda d: d["newsletter"]["smtp"].update(concurrency=1))
         proc = subprocess.Popen([sys.executable, "-m", "newsletter", "--file", str(project), "run", "--port", "0"],
                                 stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 120

@@ -7,7 +7,7 @@ import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from conftest import run, write_config
+from conftest import edit_config, run, write_config
 from newsletter.scheduler import Service
 
 T0 = datetime(2026, 11, 27, 0, 0, tzinfo=timezone.utc)  # a Friday
@@ -150,7 +150,7 @@ def test_a_burst_of_10000_subscribers_due_in_the_same_minute_is_delivered(smtp_s
     n = 10_000
     subs = "".join(f"  - email: u{i:05d}@example.org\n    keywords: [model]\n    max_entries: 1\n" for i in range(n))
     project = write_config(tmp_path, port=port, subscribers=subs)
-    project.write_text(project.read_text().replace("timeout: 5}", "timeout: 30, concurrency: 4}"))
+    edit_config(project, lambda d: d["newsletter"]["smtp"].update(timeout=30, concurrency=4))
     clock = Clock(datetime(2026, 11, 27, 7, 0, 30, tzinfo=timezone.utc))
     service = Service(project, tmp_path / "s.sqlite3", {}, port=None, clock=clock)
     assert len(service.triggers()) == 1  # 10,000 subscribers, one job

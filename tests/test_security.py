@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from conftest import Recorder, free_port, run, write_config
+from conftest import Recorder, edit_config, free_port, run, write_config
 
 AT = "2026-11-27T09:00:00+00:00"
 
@@ -51,8 +51,7 @@ def tls_server(certs: dict[str, Path]):  # noqa: ANN201
 def test_starttls_with_a_verified_certificate_delivers(tls_server, certs: dict[str, Path], tmp_path: Path) -> None:
     recorder, port = tls_server
     project = write_config(tmp_path, port=port)
-    project.write_text(project.read_text().replace(
-        "tls: none, timeout: 5}", f"tls: starttls, timeout: 5, ca_file: {certs['ca.pem']}}}"))
+    edit_config(project, lambda d: d["newsletter"]["smtp"].update(tls="starttls", ca_file=str(certs["ca.pem"])))
     assert run("--file", str(project), "send", "--at", AT) == 0
     assert len(recorder.messages) == 2
 
@@ -61,7 +60,7 @@ def test_an_unverifiable_certificate_is_refused(tls_server, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     recorder, port = tls_server
     project = write_config(tmp_path, port=port)
-    project.write_text(project.read_text().replace("tls: none, timeout: 5}", "tls: starttls, timeout: 5, retries: 0}"))
+    edit_config(project, lambda d: d["newsletter"]["smtp"].update(tls="starttls", retries=0))
     assert run("--file", str(project), "send", "--at", AT) == 3
     assert "CERTIFICATE_VERIFY_FAILED" in capsys.readouterr().err
     assert recorder.messages == []
@@ -93,7 +92,7 @@ def test_dkim_signature_covers_list_unsubscribe_and_verifies(smtp_server, certs:
 
 
 def test_dkim_without_a_key_is_a_clear_error(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    project.write_text(project.read_text().replace("subscribers:", "  dkim: {domain: example.org, selector: s1}\nsubscribers:"))
+    edit_config(project, lambda d: d["newsletter"].update(dkim={"domain": "example.org", "selector": "s1"}))
     assert run("--file", str(project), "send", "--at", AT) == 2
     assert "newsletter.dkim is set but NEWSLETTER_DKIM_KEY_FILE is not" in capsys.readouterr().err
 
@@ -104,7 +103,7 @@ def test_hostile_names_never_add_a_header(smtp_server, tmp_path: Path) -> None:
             "    keywords: ['\"language model\"']\n"
             "  - email: bob@example.org\n    name: \"Bob\\r\\nBcc: y@evil.example\"\n    keywords: ['\"language model\"']\n")
     project = write_config(tmp_path, port=port, subscribers=subs)
-    project.write_text(project.read_text().replace("title: Test Digest", 'title: "Digest\\r\\nBcc: z@evil.example"'))
+    edit_config(project, lambda d: d["newsletter"].update(title="Digest\r\nBcc: z@evil.example"))
     assert run("--file", str(project), "send", "--at", AT) == 0
     assert sorted(m[1][0] for m in recorder.messages) == ["ada@example.org", "bob@example.org"]
     for _, rcpts, raw in recorder.messages:
