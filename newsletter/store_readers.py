@@ -26,7 +26,7 @@ from newsletter.store.rows import entry as _entry
 from newsletter.store.rows import marks as _marks
 from newsletter.store.rows import subscriber_values as _subscriber_row
 from newsletter.store.rows import ts as _ts
-from newsletter.store.schema import TABLES
+from newsletter.store.rows import upsert
 from newsletter.store.postgres import PostgresStore
 from newsletter.store.sqlite import SqliteStore
 
@@ -57,8 +57,7 @@ CREATE TABLE IF NOT EXISTS link_versions (email {T} PRIMARY KEY, version INTEGER
 """
 # Text columns compare byte by byte on PostgreSQL too (timestamps are compared as text).
 _DDL = {"sqlite": _READERS_V1.replace("{T}", "TEXT"), "postgresql": _READERS_V1.replace("{T}", 'TEXT COLLATE "C"')}
-_SUBSCRIBER_UPSERT = (f"INSERT INTO subscribers VALUES ({_marks(len(TABLES['subscribers']))}) ON CONFLICT (email) "
-                      f"DO UPDATE SET {', '.join(f'{c}=excluded.{c}' for c in TABLES['subscribers'][1:])}")
+_SUBSCRIBER_UPSERT = upsert("subscribers", "email")
 
 
 @dataclass(frozen=True)

@@ -5,58 +5,42 @@ transactions, schema creation and upgrades, snapshots, and claiming (PostgreSQL 
 `SELECT ... FOR UPDATE SKIP LOCKED`).
 
 `Store(location)` opens the right one: a path is a SQLite file, a `postgresql://` URL a database.
+Here: opening, entries, sending's reads of the ledger and its transitions, sources. The reads of the
+ledger's history that `explain`, replays and `status` make are in history.py; subscriber state and
+store-held subscribers in people.py; what a dialect must provide to all of them in queries.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from newsletter.entries import merge, same_content, title_key, title_may_merge
 from newsletter.errors import StateError
-from newsletter.models import Entry, Subscriber
+from newsletter.models import Entry
 from newsletter.store import rows as R
-from newsletter.store.rows import ISSUE_COLUMNS, Head, IssueRow, NewIssue, Result, SourceRow, StateRow, chunks, marks
+from newsletter.store.history import History
+from newsletter.store.people import People
+from newsletter.store.rows import ISSUE_COLUMNS, Head, IssueRow, NewIssue, Result, SourceRow, chunks, marks, upsert
 from newsletter.store.schema import SCHEMA_VERSION, TABLES
 
 URL_SCHEMES = ("postgresql://", "postgres://")
-
-
-_HEADS = "i.id, i.subscriber, i.slot, i.built_at, i.status, i.entry_count, i.last_error, i.sent_at, i.dropped"
-
-
-_LEAN = ISSUE_COLUMNS.replace(" message,", " NULL,")  # an issue row without its message bytes
-assert _LEAN != ISSUE_COLUMNS
-
-
-def _head(r: Sequence[Any]) -> IssueRow:
-    return IssueRow(r[0], r[1], R.dt(r[2]), R.dt(r[3]), r[4], None, None, None, r[5], 0, r[6], None, None,  # type: ignore[arg-type]
-                    R.dt(r[7]), False, dropped=r[8] or 0)
 
 
 def is_url(location: object) -> bool:
     return isinstance(location, str) and location.startswith(URL_SCHEMES)
 
 
-def _upsert(table: str, key: str) -> str:
-    cols = TABLES[table]
-    updates = ", ".join(f"{c}=excluded.{c}" for c in cols if c != key)
-    return f"INSERT INTO {table} VALUES ({marks(len(cols))}) ON CONFLICT ({key}) DO UPDATE SET {updates}"
+_ENTRY_UPSERT = upsert("entries", "id")
 
 
-_ENTRY_UPSERT = _upsert("entries", "id")
-_SUBSCRIBER_UPSERT = _upsert("subscribers", "email")
+class Store(History, People):
+    """One open state: a SQLite file or a PostgreSQL database. Use as a context manager or call close().
+    Its reads of the ledger's history are in history.py, the subscribers' rows in people.py."""
 
-
-class Store:
-    """One open state: a SQLite file or a PostgreSQL database. Use as a context manager or call close()."""
-
-    path: Path | str  # the file, or the URL without its password: for messages
-    integrity_errors: tuple[type[Exception], ...] = ()
     upgraded: tuple[int, int] = (0, 0)  # (from, to) when this store was opened
 
     def __new__(cls, location: Path | str) -> Store:  # noqa: D102
@@ -97,17 +81,7 @@ class Store:
         """Another connection to the same state (for another thread)."""
         return Store(self.path)
 
-    # --- what each dialect provides ------------------------------------------------------------
-
-    def _q(self, sql: str, args: Sequence[Any] = ()) -> Any:
-        """Execute one statement (with `?` placeholders); returns a cursor (iterable, fetchone, rowcount)."""
-        raise NotImplementedError
-
-    def _many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        raise NotImplementedError
-
-    def transaction(self) -> AbstractContextManager[None]:
-        raise NotImplementedError
+    # --- what each dialect provides (besides queries.py's) ----------------------------------------
 
     def version(self) -> int:
         """The schema version of the state; 0 for an empty one."""
@@ -155,9 +129,6 @@ class Store:
     def rows(self, table: str, columns: Sequence[str] | None = None) -> Iterator[tuple[Any, ...]]:
         """Every row of a table, these columns (all of TABLES[table]'s by default) (db copy)."""
         yield from self._q(f"SELECT {', '.join(TABLES[table] if columns is None else columns)} FROM {table}")
-
-    def count(self, table: str) -> int:
-        return int(self._q(f"SELECT count(*) FROM {table}").fetchone()[0])
 
     def __enter__(self) -> Store:
         return self
@@ -289,76 +260,6 @@ class Store:
                     out.setdefault(email, set()).add(entry_id)
         return out
 
-    def issue_heads_of(self, subscribers: Sequence[str]) -> dict[str, list[IssueRow]]:
-        """Every issue of these subscribers, oldest slot first, without message, subject and retry
-        details (`explain` reads tens of thousands)."""
-        out: dict[str, list[IssueRow]] = {}
-        for chunk in chunks(list(subscribers)):
-            for r in self._q(f"SELECT {_HEADS} FROM issues i WHERE i.subscriber IN ({marks(len(chunk))}) "
-                             "ORDER BY i.slot", list(chunk)):
-                row = _head(r)
-                out.setdefault(row.subscriber, []).append(row)
-        return out
-
-    def issues_around(self, subscribers: Sequence[str], when: datetime
-                      ) -> dict[str, tuple[datetime | None, IssueRow | None]]:
-        """Per subscriber with issues, what decides where a paper first seen at `when` could go: when
-        the last issue before `when` was built (it opens the next window) and the next issue (as an
-        `issue_heads_of` row; the first issue when none was built before). Two index seeks on
-        (subscriber, slot) per subscriber, one statement per chunk: an issue is never built before
-        its slot, and a subscriber's issues are built in slot order."""
-        at = R.ts(when)
-        out: dict[str, tuple[datetime | None, IssueRow | None]] = {}
-        for chunk in chunks(list(subscribers)):
-            rows = self._q(
-                f"WITH s(email) AS (VALUES {', '.join('(?)' for _ in chunk)}), "
-                "p AS (SELECT email, (SELECT j.slot FROM issues j WHERE j.subscriber = s.email AND j.slot < ? "
-                "AND j.built_at < ? ORDER BY j.slot DESC LIMIT 1) AS ps FROM s) "
-                f"SELECT p.email, (SELECT b.built_at FROM issues b WHERE b.subscriber = p.email AND b.slot = p.ps), "
-                f"{_HEADS} FROM p LEFT JOIN issues i ON i.subscriber = p.email AND i.slot = (SELECT k.slot FROM "
-                "issues k WHERE k.subscriber = p.email AND k.slot > coalesce(p.ps, '') ORDER BY k.slot LIMIT 1)",
-                [*chunk, at, at])
-            for r in rows:
-                if r[1] is not None or r[2] is not None:
-                    out[r[0]] = (R.dt(r[1]), _head(r[2:]) if r[2] is not None else None)
-        return out
-
-    def issue_heads(self, issue_ids: Sequence[str]) -> list[IssueRow]:
-        """These issues as `issue_heads_of` rows (unknown ids are left out)."""
-        out: list[IssueRow] = []
-        for chunk in chunks(list(issue_ids)):
-            out.extend(map(_head, self._q(f"SELECT {_HEADS} FROM issues i WHERE i.id IN ({marks(len(chunk))})",
-                                          list(chunk))))
-        return out
-
-    def issues_of(self, subscribers: Sequence[str]) -> dict[str, list[IssueRow]]:
-        """Every issue of these subscribers, oldest slot first, in bulk (`explain`)."""
-        out: dict[str, list[IssueRow]] = {}
-        for chunk in chunks(list(subscribers)):
-            for r in self._q(f"SELECT {ISSUE_COLUMNS} FROM issues WHERE subscriber IN ({marks(len(chunk))}) "
-                             "ORDER BY slot", list(chunk)):
-                row = R.issue(r)
-                out.setdefault(row.subscriber, []).append(row)
-        return out
-
-    def carriers(self, entry_ids: Sequence[str]) -> dict[str, set[str]]:
-        """Per issue that carried any of these papers, which of them (for every subscriber at once)."""
-        out: dict[str, set[str]] = {}
-        for ids in chunks(list(entry_ids)):
-            for issue_id, entry_id in self._q(f"SELECT issue_id, entry_id FROM issue_entries WHERE entry_id IN "
-                                              f"({marks(len(ids))})", list(ids)):
-                out.setdefault(issue_id, set()).add(entry_id)
-        return out
-
-    def issue_entry_ids(self, issue_ids: Sequence[str]) -> dict[str, set[str]]:
-        """The papers each of these issues carried (those its email showed), in bulk."""
-        out: dict[str, set[str]] = {}
-        for chunk in chunks(list(issue_ids)):
-            for issue_id, entry_id in self._q("SELECT issue_id, entry_id FROM issue_entries WHERE issue_id IN "
-                                              f"({marks(len(chunk))})", list(chunk)):
-                out.setdefault(issue_id, set()).add(entry_id)
-        return out
-
     def delivered_ids(self, subscriber: str) -> set[str]:
         """Entries already in an issue for this subscriber that went out or is going out."""
         rows = self._q(
@@ -380,42 +281,6 @@ class Store:
         rows = self._q("SELECT claimed_by, MIN(claim_until) FROM issues WHERE status='pending' AND claimed_by "
                        "IS NOT NULL AND claimed_by <> ? AND claim_until IS NOT NULL GROUP BY claimed_by", (owner,))
         return {holder: R.dt(until) for holder, until in rows if until}  # type: ignore[misc]
-
-    def issues(self, status: str | None = None) -> list[IssueRow]:
-        """The issues (with this status), without their message bytes (`status` lists every pending one)."""
-        sql, args = f"SELECT {_LEAN} FROM issues", []
-        if status:
-            sql += " WHERE status=?"
-            args.append(status)
-        return [R.issue(r) for r in self._q(sql + " ORDER BY slot, subscriber", args)]
-
-    def mean_size(self, status: str = "sent") -> float:
-        """The mean message size in bytes of the issues with this status (0 when none)."""
-        row = self._q("SELECT avg(size) FROM issues WHERE status=? AND size IS NOT NULL", (status,)).fetchone()
-        return float(row[0] or 0)
-
-    def worker_leases(self) -> dict[str, tuple[int, datetime | None]]:
-        """Per worker holding pending issues: how many, and its latest lease end."""
-        rows = self._q("SELECT claimed_by, count(*), max(claim_until) FROM issues WHERE status='pending' "
-                       "AND claimed_by IS NOT NULL GROUP BY claimed_by")
-        return {owner: (int(n), R.dt(until)) for owner, n, until in rows}
-
-    def claims(self) -> dict[str, int]:
-        """Pending issues per claiming worker (unclaimed under '')."""
-        rows = self._q("SELECT coalesce(claimed_by, ''), count(*) FROM issues WHERE status='pending' GROUP BY 1")
-        return {r[0]: int(r[1]) for r in rows}
-
-    def queue(self, now: datetime) -> dict[str, Any]:
-        """The delivery queue at `now`: pending issues, how many are due for an attempt, how many
-        are claimed (and whose lease ran out), and the oldest pending slot."""
-        row = self._q(
-            "SELECT count(*), "
-            "coalesce(sum(CASE WHEN next_attempt IS NULL OR next_attempt <= ? THEN 1 ELSE 0 END), 0), "
-            "coalesce(sum(CASE WHEN claimed_by IS NOT NULL THEN 1 ELSE 0 END), 0), "
-            "coalesce(sum(CASE WHEN claimed_by IS NOT NULL AND claim_until < ? THEN 1 ELSE 0 END), 0), "
-            "min(slot) FROM issues WHERE status='pending'", (R.ts(now), R.ts(now))).fetchone()
-        return {"pending": int(row[0]), "due": int(row[1]), "claimed": int(row[2]), "lease_expired": int(row[3]),
-                "oldest_slot_utc": row[4]}
 
     # --- issues: writes (the ledger's transitions; policy lives in newsletter/ledger.py) ---------
 
@@ -524,89 +389,6 @@ class Store:
         with self.transaction():
             self._many("UPDATE issues SET status='expired', last_error=?, claimed_by=NULL, claim_until=NULL "
                        "WHERE id=? AND status='pending'", [(why, i) for i, why in issue_ids])
-
-    # --- subscriber state --------------------------------------------------------------------
-
-    def states(self, emails: Sequence[str] | None = None) -> dict[str, StateRow]:
-        """The state rows of these subscribers (all when None), in bulk."""
-        cols = "email, unsubscribed_at, hard_failures, paused_reason, paused_at, bounced_at"
-        if emails is None:
-            return {r[0]: R.state(r) for r in self._q(f"SELECT {cols} FROM subscriber_state")}
-        out: dict[str, StateRow] = {}
-        for chunk in chunks(list(emails)):
-            for r in self._q(f"SELECT {cols} FROM subscriber_state WHERE email IN ({marks(len(chunk))})", list(chunk)):
-                out[r[0]] = R.state(r)
-        return out
-
-    def set_unsubscribed(self, email: str, now: datetime) -> None:
-        """One commit: the subscriber gets nothing from now on."""
-        with self.transaction():
-            self._q("INSERT INTO subscriber_state (email, unsubscribed_at) VALUES (?, ?) ON CONFLICT (email) "
-                    "DO UPDATE SET unsubscribed_at=coalesce(subscriber_state.unsubscribed_at, excluded.unsubscribed_at)",
-                    (email, R.ts(now)))
-
-    def set_paused(self, email: str, reason: str | None, now: datetime) -> None:
-        """Pause with a reason, or (None) resume: clears pauses, failures and an unsubscribe."""
-        with self.transaction():
-            if reason is None:
-                self._q("UPDATE subscriber_state SET paused_reason=NULL, paused_at=NULL, paused_until=NULL, "
-                        "hard_failures=0, unsubscribed_at=NULL, bounced_at=NULL WHERE email=?", (email,))
-            else:  # a pause with no end: any earlier end date goes with the earlier pause
-                self._q("INSERT INTO subscriber_state (email, paused_reason, paused_at) VALUES (?, ?, ?) "
-                        "ON CONFLICT (email) DO UPDATE SET paused_reason=excluded.paused_reason, "
-                        "paused_at=excluded.paused_at, paused_until=NULL", (email, reason, R.ts(now)))
-
-    def unsubscribed(self) -> set[str]:
-        return {r[0] for r in self._q("SELECT email FROM subscriber_state WHERE unsubscribed_at IS NOT NULL")}
-
-    # --- store-held subscribers ------------------------------------------------------------------
-
-    def add_subscribers(self, subscribers: Iterable[Subscriber], now: datetime, *, replace_existing: bool = False) -> int:
-        """Insert store-held subscribers in one transaction; returns how many were written."""
-        sql = _SUBSCRIBER_UPSERT if replace_existing else f"INSERT INTO subscribers VALUES ({marks(len(TABLES['subscribers']))})"
-        rows = [R.subscriber_values(s, now) for s in subscribers]
-        try:
-            with self.transaction():
-                self._many(sql, rows)
-        except self.integrity_errors as exc:
-            raise StateError(f"a subscriber is already in the store ({str(exc).splitlines()[0]})") from None
-        return len(rows)
-
-    def update_subscriber(self, subscriber: Subscriber) -> None:
-        with self.transaction():
-            row = self._q("SELECT added_at FROM subscribers WHERE email=?", (subscriber.email,)).fetchone()
-            if row is None:
-                raise StateError(f"no subscriber '{subscriber.email}' in the store")
-            self._q(_SUBSCRIBER_UPSERT, R.subscriber_values(subscriber, R.dt(row[0]) or datetime.now(timezone.utc)))
-
-    def remove_subscriber(self, email: str) -> bool:
-        with self.transaction():
-            cur = self._q("DELETE FROM subscribers WHERE email=?", (email,))
-        return int(cur.rowcount) == 1
-
-    def subscriber(self, email: str) -> Subscriber | None:
-        row = self._q("SELECT * FROM subscribers WHERE email=?", (email,)).fetchone()
-        return R.subscriber(row) if row else None
-
-    def subscriber_count(self) -> int:
-        return self.count("subscribers")
-
-    def subscribers_page(self, after: str = "", limit: int = 1000) -> list[Subscriber]:
-        """Store-held subscribers in address order, `limit` at a time (keyset pagination)."""
-        rows = self._q("SELECT * FROM subscribers WHERE email > ? ORDER BY email LIMIT ?", (after, limit))
-        return [R.subscriber(r) for r in rows]
-
-    def known(self, emails: Sequence[str]) -> set[str]:
-        """Which of these addresses are store-held subscribers."""
-        out: set[str] = set()
-        for chunk in chunks(list(emails)):
-            out.update(r[0] for r in self._q(f"SELECT email FROM subscribers WHERE email IN ({marks(len(chunk))})",
-                                             list(chunk)))
-        return out
-
-    def schedules(self) -> set[tuple[str, str]]:
-        """The distinct (cron, time zone) pairs of store-held subscribers."""
-        return {(r[0], r[1]) for r in self._q("SELECT DISTINCT schedule, timezone FROM subscribers")}
 
     # --- sources -----------------------------------------------------------------------------
 

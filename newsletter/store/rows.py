@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
 from newsletter.models import Entry, Links, Subscriber
+from newsletter.store.schema import TABLES
 
 # Issue statuses: pending (message committed, not yet accepted), sent, failed (permanent),
 # empty (nothing to send for that slot), expired (too old to send).
@@ -121,6 +122,13 @@ def chunks(items: Sequence[str], size: int = CHUNK) -> Iterator[Sequence[str]]:
 
 def marks(n: int) -> str:
     return ",".join("?" * n)
+
+
+def upsert(table: str, key: str) -> str:
+    """INSERT of a whole row of `table` that replaces the row with the same `key`."""
+    cols = TABLES[table]
+    updates = ", ".join(f"{c}=excluded.{c}" for c in cols if c != key)
+    return f"INSERT INTO {table} VALUES ({marks(len(cols))}) ON CONFLICT ({key}) DO UPDATE SET {updates}"
 
 
 def entry_values(e: Entry, title_key: str) -> tuple:  # type: ignore[type-arg]
