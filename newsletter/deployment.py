@@ -215,7 +215,7 @@ class Deployment:
             out = [replay(entries, *profiles, since)]
             for members in Roster(self.config, store).batches():
                 holders = [m.subscriber for m in members if old in m.subscriber.keywords]
-                issues = store.issues_of([s.email for s in holders]) if holders else {}
+                issues = store.issue_heads_of([s.email for s in holders]) if holders else {}
                 for sub in holders:
                     keywords = [new if k == old else k for k in sub.keywords]
                     changed = Profile.from_strings(keywords, sub.exclude, sub.min_upvotes)

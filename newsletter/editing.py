@@ -110,7 +110,7 @@ def replay_changes(dep: Deployment, email: str, changes: Sequence[Change], since
         raise ConfigError(f"{email}: {exc}") from exc
     with dep.reader() as store:
         entries = store.entries(since=since)
-        issues = store.issues_of([sub.email]).get(sub.email, [])
+        issues = store.issue_heads_of([sub.email]).get(sub.email, [])
     return replay(entries, profile_of(sub), new, since, who=sub.email, issues=issues)
 
 

@@ -17,7 +17,7 @@ in the order they are looked for:
     cut          within the cap, but the size budget left it out of the email
     undelivered  in the issue, which failed or expired
 
-`explain_for` is pure; `explain` reads the store in bulk, a batch of subscribers at a time: for one
+The verdicts are pure (`_settled`, `_verdict`, `_ranked`); `explain` reads the store in bulk, a batch of subscribers at a time: for one
 subscriber (or an issue asked about, or a preview) every issue; for many, only what decides each
 one (`Store.issues_around`: the issues just before and after the paper arrived), after settling
 those the paper never reached or never matched, and ranks every profile of a window at once
@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache, partial
+from functools import lru_cache
 
 from newsletter.entries import arxiv_id
 from newsletter.errors import ConfigError
@@ -244,22 +244,6 @@ class Shared:
                 for n, place in zip(keyed, found):
                     out[n] = place
         return out
-
-
-def explain_for(paper: Entry, sub: Subscriber, state: StateRow | None, history: History,
-                entries: Sequence[Entry] | Shared) -> Reason:
-    """Why `paper` did or did not reach `sub`, from what the ledger holds about them (`history_of`),
-    their state, and the stored papers (a `Shared` when many subscribers are explained one paper)."""
-    shared = entries if isinstance(entries, Shared) else Shared(paper, partial(_between, entries))
-    found = _verdict(paper, sub, state, history, shared)
-    if isinstance(found, Reason):
-        return found
-    (place,) = shared.places([found])
-    return _ranked(found, place, shared)
-
-
-def _between(entries: Sequence[Entry], since: datetime, until: datetime) -> list[Entry]:
-    return [e for e in entries if e.first_seen is not None and since < e.first_seen <= until]
 
 
 def _settled(paper: Entry, sub: Subscriber, carriers: Sequence[IssueRow], shared: Shared) -> Reason | None:

@@ -79,7 +79,7 @@ def _why(dep: Deployment, paper: str, subscriber: str | None = None, issue: str 
 
 def _issues(dep: Deployment, email: str) -> list[Any]:
     with Store(dep.state) as store:
-        return store.issues_of([email])[email]
+        return store.issue_heads_of([email])[email]
 
 
 def test_delivered_in_which_issue_on_which_day(sent: tuple[Deployment, Recorder]) -> None:

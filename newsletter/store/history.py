@@ -65,16 +65,6 @@ class History(Queries):
                                           list(chunk))))
         return out
 
-    def issues_of(self, subscribers: Sequence[str]) -> dict[str, list[IssueRow]]:
-        """Every issue of these subscribers, oldest slot first, in bulk (`explain`)."""
-        out: dict[str, list[IssueRow]] = {}
-        for chunk in chunks(list(subscribers)):
-            for r in self._q(f"SELECT {ISSUE_COLUMNS} FROM issues WHERE subscriber IN ({marks(len(chunk))}) "
-                             "ORDER BY slot", list(chunk)):
-                row = R.issue(r)
-                out.setdefault(row.subscriber, []).append(row)
-        return out
-
     def carriers(self, entry_ids: Sequence[str]) -> dict[str, set[str]]:
         """Per issue that carried any of these papers, which of them (for every subscriber at once)."""
         out: dict[str, set[str]] = {}
