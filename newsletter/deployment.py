@@ -151,14 +151,13 @@ class Deployment:
         """Every subscriber's must_include / must_exclude papers, against the stored papers (none
         without a state: each named paper is then missing)."""
         problems: list[str] = []
-        papers: dict[str, Entry] | None = None
-        batches = ([m.subscriber for m in members] for members in Roster(self.config, store).batches()) \
-            if store is not None else iter([list(self.config.subscribers)])
+        batches = (Roster(self.config, store).subscriber_batches() if store is not None
+                   else iter([list(self.config.subscribers)]))
         for subs in batches:
-            if not guarantees.wanted(subs):
+            ids = guarantees.wanted(subs)
+            if not ids:
                 continue
-            if papers is None:
-                papers = {e.id: e for e in store.entries()} if store is not None else {}
+            papers = store.entries_by_id(sorted(ids)) if store is not None else {}  # only the papers named
             for sub in subs:
                 problems += guarantees.broken(sub, papers)
         if problems:

@@ -158,7 +158,7 @@ def _keeps_guarantees(dep: Deployment, sub: Subscriber) -> None:
     if not ids:
         return
     with dep.reader() as store:
-        papers = {e.id: e for e in store.entries() if e.id in ids}
+        papers = store.entries_by_id(sorted(ids))
     problems = guarantees.broken(sub, papers)
     if problems:
         raise ConfigError(f"the edit was not saved: {problems[0]}" if len(problems) == 1 else

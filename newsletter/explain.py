@@ -35,7 +35,7 @@ from newsletter.entries import arxiv_id
 from newsletter.errors import ConfigError
 from newsletter.schedule import Schedule
 from newsletter.batch import BatchMatcher, Place
-from newsletter.matching import EntryIndex, Profile, gc_paused
+from newsletter.matching import EntryIndex, Profile, gc_paused, where_it_hits
 from newsletter.models import Config, Entry, Subscriber
 from newsletter.query import Query, parse
 from newsletter.roster import Roster
@@ -301,8 +301,8 @@ def _verdict(paper: Entry, sub: Subscriber, state: StateRow | None, history: His
         for text in sub.exclude:
             if shared.matches(text):
                 q, first = shared.query(text), shared.query(matched[0])
-                hit = shared.alone.hits(q, 0)
-                where = f': "{hit[0].term.split(":", 1)[-1]}" in the {hit[0].field}' if hit else ""
+                place = where_it_hits(shared.alone, q, 0)
+                where = f": {place}" if place else ""
                 return Reason(email, "excluded", f"matched {first.text} but excluded by NOT {q.text}{where}", target.id)
     if (paper.upvotes or 0) < sub.min_upvotes:
         return Reason(email, "upvotes", f"{paper.upvotes or 0} upvotes, below min_upvotes {sub.min_upvotes}",

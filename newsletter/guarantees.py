@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from newsletter.matching import EntryIndex, Profile
+from newsletter.matching import EntryIndex, Profile, where_it_hits
 from newsletter.models import Entry, Subscriber
 
 
@@ -58,8 +58,8 @@ def _why_not(paper: Entry, profile: Profile) -> str:
         return "no keyword query matches it" if profile.keywords else "the profile has no keywords"
     for q in profile.exclude:
         if alone.query_mask(q):
-            hits = alone.hits(q, 0)
-            where = f' ("{hits[0].term.split(":", 1)[-1]}" in the {hits[0].field})' if hits else ""
+            place = where_it_hits(alone, q, 0)
+            where = f" ({place})" if place else ""
             return f"excluded by NOT {q.text}{where}"
     if (paper.upvotes or 0) < profile.min_upvotes:
         return f"{paper.upvotes or 0} upvotes, below min_upvotes {profile.min_upvotes}"

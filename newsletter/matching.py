@@ -304,6 +304,12 @@ class EntryIndex:
         return out
 
 
+def where_it_hits(index: EntryIndex, query: Query, i: int) -> str:
+    """Where `query` first hits entry i, as a reader reads it ('"survey" in the title'); "" if nowhere."""
+    hits = index.hits(query, i)
+    return f'"{hits[0].term.split(":", 1)[-1]}" in the {hits[0].field}' if hits else ""
+
+
 def _weight(hit: Hit) -> float:
     return FIELD_WEIGHT[hit.field] * (PHRASE_FACTOR if hit.phrase else 1.0)
 
