@@ -15,7 +15,7 @@ from newsletter import issues as issuelib
 from newsletter import message as messagelib
 from newsletter import nearmiss, records, trending, updates
 from newsletter.issues import Due, Window
-from newsletter.matching import EntryIndex, Profile
+from newsletter.matching import EntryIndex, Profile, gc_paused
 from newsletter.models import Config, Issue, Match, RenderedIssue, Subscriber
 from newsletter.query import Query, parse
 from newsletter.composer import Composer
@@ -34,6 +34,7 @@ class Built:
     rendered: RenderedIssue | None
     message: bytes | None
     reason: str  # why nothing goes out, or "" when it does
+    message_id: str | None = None  # the message's Message-ID
 
     @property
     def subscriber(self) -> Subscriber:
@@ -51,7 +52,7 @@ class Built:
         return NewIssue(
             self.issue.id, sub.email, self.issue.slot, self.issue.built_at, "pending" if self.sends else "empty",
             ids, self.rendered.subject if self.rendered else None,
-            messagelib.message_id_from_bytes(self.message) if self.message else None, self.message,
+            self.message_id, self.message,
             self.reason or None, issuelib.expires_at(sub, self.issue.slot),
             self.rendered.dropped if self.rendered is not None else 0)
 
@@ -103,6 +104,10 @@ class Builder:
     def build(self, batch: Sequence[Due]) -> list[Built]:
         if not batch:
             return []
+        with gc_paused():  # a batch allocates hundreds of thousands of small objects and no cycles
+            return self._build(batch)
+
+    def _build(self, batch: Sequence[Due]) -> list[Built]:
         index, window = self._index_for(min(d.since for d in batch))
         self.compose.bound()
         ids = [e.id for e in index.entries]
@@ -147,7 +152,7 @@ class Builder:
                 out.append(Built(d, issue, None, None, reason))
                 continue
             rendered, msg = self.compose(issue, versions.get(sub.email, 0))
-            out.append(Built(d, issue, rendered, msg, ""))
+            out.append(Built(d, issue, rendered, msg, "", messagelib.message_id(self.config.settings, issue.id)))
         return out
 
     def _trending_top(self, index: EntryIndex, window: Window, d: Due, candidates: int, limit: int) -> list[Match]:

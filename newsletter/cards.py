@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import re
 import textwrap
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import field as attribute
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus
 
@@ -259,16 +260,29 @@ def paper_links(match: Match, words: Catalogue) -> tuple[str, list[tuple[str, st
 @dataclass(frozen=True)
 class Card:
     """One paper as the email shows it, in one highlight variant: its HTML (one text block) and its
-    text block (without the number), plus the fields a custom template may use."""
+    text block (without the number), each as the parts variants share (the paper with its marks, then
+    the "why" line), plus the fields a custom template may use (made when first read)."""
 
-    html: str
-    text: str
-    fields: dict[str, Any]
+    html_parts: tuple[str, ...]
+    text_parts: tuple[str, ...]
     lead: str = ""  # the text part's section heading, before this card's number ("Trending")
     # "more / less like this": the rating links' HTML and text, cut where the issue's rating
     # prefix goes (`Links.rating`): the card stays the same for every subscriber
     rate_html: tuple[str, ...] = ()
     rate_text: tuple[str, ...] = ()
+    make_fields: Callable[[], dict[str, Any]] = attribute(default=dict, compare=False, repr=False)
+
+    @property
+    def html(self) -> str:
+        return "".join(self.html_parts)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.text_parts)
+
+    @cached_property
+    def fields(self) -> dict[str, Any]:
+        return self.make_fields()
 
     def numbered(self, number: int) -> str:
         """The card as the text part shows it: its number, after its section heading if any."""
@@ -305,6 +319,7 @@ class _Paper:
         self._words: dict[str, _Words] = {}
         self._spans: dict[tuple[str, tuple[str, ...]], Spans] = {}
         self._marked: dict[tuple[str, Spans], tuple[str, str, str]] = {}
+        self._bodies: dict[tuple[str, Spans, Spans, Spans], tuple[str, str]] = {}
 
     def text_of(self, field: str) -> str:
         return self.title if field == "title" else self.abstract if field == "abstract" else self.authors
@@ -312,7 +327,8 @@ class _Paper:
     def spans(self, field: str, terms: tuple[Term, ...]) -> Spans:
         if not terms:
             return ()
-        key = (field, tuple([t.text for t in terms]))  # a term's text hashes once; a Term every time
+        # by the terms' texts (a text hashes once, a Term every time), in any order: the marks are the same
+        key = (field, tuple(sorted([t.text for t in terms])) if len(terms) > 1 else (terms[0].text,))
         found = self._spans.get(key)
         if found is None:
             words = self._words.get(field)
@@ -341,6 +357,28 @@ class _Paper:
         return found
 
 
+    def body(self, section: str, title: Spans, meta: Spans, abstract: Spans, head_html: str) -> tuple[str, str]:
+        """The card's HTML and text up to its "why" line: what variants with the same marks share."""
+        key = (section, title, meta, abstract)
+        found = self._bodies.get(key)
+        if found is None:
+            title_html, _, title_wrapped = self.marked("title", title)
+            abstract_html, _, abstract_wrapped = self.marked("abstract", abstract)
+            meta_html, meta_text, meta_wrapped = self.marked("author", meta)
+            html = "".join((
+                head_html,
+                f'<h2 class="t"{self.lang}><a href="{_esc(self.url)}">{title_html}</a></h2>',
+                f'<p class="m">{meta_html}</p>' if meta_html else "",
+                f"<p{self.lang}>{abstract_html}</p>" if self.abstract else "",
+                self.links_html))
+            text = "\n".join([title_wrapped, meta_wrapped, f"   {self.url}"] if meta_text
+                             else [title_wrapped, f"   {self.url}"])
+            if self.abstract:
+                text += "\n\n" + abstract_wrapped
+            found = self._bodies[key] = (html, text + self.links_text)
+        return found
+
+
 class CardMaker:
     """Builds cards for one catalogue, sharing each paper's parts between its variants."""
 
@@ -353,6 +391,7 @@ class CardMaker:
         self._terms: dict[tuple[str, str, str], tuple[Term, ...]] = {}
         self._why: dict[tuple[tuple[str, str], ...], tuple[str, str, str]] = {}
         self._reasons: dict[tuple[str, tuple[str, ...]], str] = {}
+        self._headings: dict[str, tuple[str, str]] = {}
 
     def _paper(self, e: Entry) -> _Paper:
         found = self._papers.get(e.id)
@@ -403,6 +442,12 @@ class CardMaker:
 
     def heading(self, key: str) -> tuple[str, str]:
         """A section's heading (`trending`, `updates`) as it opens the section's first card."""
+        found = self._headings.get(key)
+        if found is None:
+            found = self._headings[key] = self._heading(key)
+        return found
+
+    def _heading(self, key: str) -> tuple[str, str]:
         title, intro = self.words(f"{key}_heading"), self.words(f"{key}_intro")
         html = (f'<h2 class="s" style="margin:4px 0 0;font-size:22px;line-height:1.3;">{_esc(title)}</h2>'
                 f'<p class="m">{_esc(intro)}</p>')
@@ -412,29 +457,22 @@ class CardMaker:
     def card(self, match: Match, section: str = "") -> Card:
         p = self._paper(match.entry)
         terms = self._hit_terms(match.hits)
-        title_html, title_text, title_wrapped = p.marked("title", p.spans("title", terms.get("title", ())))
-        abstract_html, abstract_text, abstract_wrapped = p.marked(
-            "abstract", p.spans("abstract", terms.get("abstract", ())))
-        meta_html, meta_text, meta_wrapped = p.marked("author", p.spans("author", terms.get("author", ())))
+        spans = (p.spans("title", terms.get("title", ())), p.spans("author", terms.get("author", ())),
+                 p.spans("abstract", terms.get("abstract", ())))
+        body_html, body_text = p.body(section, *spans, self.heading(section)[0] if section else "")
         why, why_html, why_text = self._why_of(match)
-        head_html, head_text = self.heading(section) if section else ("", "")
-        html = "".join((
-            head_html,
-            f'<h2 class="t"{p.lang}><a href="{_esc(p.url)}">{title_html}</a></h2>',
-            f'<p class="m">{meta_html}</p>' if meta_html else "",
-            f"<p{p.lang}>{abstract_html}</p>" if p.abstract else "",
-            p.links_html, why_html))
-        text = "\n".join([title_wrapped, meta_wrapped, f"   {p.url}"] if meta_text else [title_wrapped, f"   {p.url}"])
-        if p.abstract:
-            text += "\n\n" + abstract_wrapped
-        text += p.links_text + why_text
-        fields = {"id": match.entry.id, "title": p.title, "url": p.url, "links": list(p.links), "why": why,
-                  "trimmed": p.cut, "terms": list(match.terms), "score": match.score, "meta": meta_text,
-                  "title_html": Markup(title_html), "abstract_html": Markup(abstract_html),
-                  "title_text": title_text, "abstract_text": abstract_text}
-        if not self.rating:
-            return Card(html, text, fields, head_text)
-        return Card(html, text, fields, head_text, *self._rate(match.entry.id))
+        lead = self.heading(section)[1] if section else ""
+
+        def fields() -> dict[str, Any]:
+            title_html, title_text, _ = p.marked("title", spans[0])
+            abstract_html, abstract_text, _ = p.marked("abstract", spans[2])
+            return {"id": match.entry.id, "title": p.title, "url": p.url, "links": list(p.links), "why": why,
+                    "trimmed": p.cut, "terms": list(match.terms), "score": match.score,
+                    "meta": p.marked("author", spans[1])[1], "title_html": Markup(title_html),
+                    "abstract_html": Markup(abstract_html), "title_text": title_text, "abstract_text": abstract_text}
+
+        rate = self._rate(match.entry.id) if self.rating else ((), ())
+        return Card((body_html, why_html), (body_text, why_text), lead, *rate, make_fields=fields)
 
     def _rate(self, entry_id: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """The paper's rating links (the same for all its variants: made once)."""
@@ -461,7 +499,7 @@ class CardMaker:
         fields = {"id": update.entry.id, "title": p.title, "url": p.url, "links": list(p.links), "why": update.detail,
                   "trimmed": False, "terms": [], "score": 0.0, "meta": "", "title_html": Markup(_esc(p.title)),
                   "abstract_html": Markup(""), "title_text": p.title, "abstract_text": ""}
-        return Card(html, text, fields, head_text)
+        return Card((html,), (text,), head_text, make_fields=fields.copy)
 
 
 def make_card(match: Match, words: Catalogue, queries: dict[str, Query] | None = None) -> Card:

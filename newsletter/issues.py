@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from newsletter.matching import EntryIndex, Profile
 from newsletter.models import Issue, Subscriber
@@ -61,7 +62,12 @@ def build_issue(subscriber: Subscriber, slot: datetime, now: datetime, index: En
 
 def expires_at(subscriber: Subscriber, slot: datetime) -> datetime | None:
     """An issue not delivered by an hour after the next slot is expired, never sent late."""
-    nxt = schedule_of(subscriber).next_after(slot)
+    return _expires_at(subscriber.schedule, subscriber.timezone, slot)
+
+
+@lru_cache(maxsize=1024)  # every subscriber of a slot with the same schedule shares it
+def _expires_at(schedule: str, zone: str, slot: datetime) -> datetime | None:
+    nxt = Schedule(schedule, zone).next_after(slot)
     return nxt + timedelta(hours=1) if nxt is not None else None
 
 

@@ -77,8 +77,22 @@ def list_identity(settings: Settings) -> str:
 def message_id(settings: Settings, issue_id: str) -> str:
     """Unique per list, subscriber and slot, and the same on every rebuild of that issue: the issue
     id (subscriber + slot) plus a digest of the list's identity."""
-    tag = hashlib.sha256(list_identity(settings).encode("utf-8")).hexdigest()[:12]
-    return f"<{issue_id}.{tag}@{sender_domain(settings)}>"
+    return f"<{issue_id}.{_list_tag(settings)}>"
+
+
+_TAGS: dict[tuple[str, str], str] = {}
+
+
+def _list_tag(settings: Settings) -> str:
+    """The part after the issue id, kept by what it depends on (a list has one sender and title)."""
+    key = (settings.sender, settings.title)
+    found = _TAGS.get(key)
+    if found is None:
+        if len(_TAGS) >= 64:
+            _TAGS.clear()
+        tag = hashlib.sha256(list_identity(settings).encode("utf-8")).hexdigest()[:12]
+        found = _TAGS[key] = f"{tag}@{sender_domain(settings)}"
+    return found
 
 
 _LABEL_LIMIT = 60  # RFC 2919 caps the whole list-id at 255 octets; a readable label is far shorter

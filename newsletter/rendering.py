@@ -125,8 +125,8 @@ class SlotRenderer:
         self._odd_cards: set[int] = set()  # ids of cards whose data carries placeholder text
         # by id(card): cards live as long as the renderer; a card with rating links is several pieces,
         # the issue's rating prefix going between them
-        self._html_cards: dict[tuple[int, bool], tuple[SharedText, ...]] = {}
-        self._text_cards: dict[tuple[int, int, bool], tuple[SharedText, ...]] = {}
+        self._html_cards: dict[tuple[int, bool], _Segments] = {}
+        self._text_cards: dict[tuple[int, int, bool], _Segments] = {}
         self._frames: dict[str, Frame | None] = {}
         self._planned = _default_theme(self.env)
         self._plans: dict[Any, Plan | int] = {}  # shape -> its plan, 1 (seen once) or 0 (none)
@@ -173,7 +173,7 @@ class SlotRenderer:
         return found
 
     def _check_odd(self, card: Card) -> None:
-        if OPEN in card.html or OPEN in card.text or OPEN in card.lead:
+        if any(OPEN in x for x in (*card.html_parts, *card.text_parts, card.lead)):
             self._odd_cards.add(id(card))
 
     def cards(self, issue: Issue) -> list[Card]:
@@ -211,8 +211,9 @@ class SlotRenderer:
                 total: int | None = None) -> dict[str, Any]:
         """What the templates see for `issue` (its cards in `papers`, without their placeholders)."""
         cards = self.cards(issue)
-        return self._context(issue, cards, _Personal(unsubscribe_url, change_url, view_url, rate_url),
-                             len(issue.matches) if total is None else total)
+        context = self._context(issue, cards, _Personal(unsubscribe_url, change_url, view_url, rate_url),
+                                len(issue.matches) if total is None else total)
+        return {**context, "papers": [c.fields for c in cards]}
 
     def _head(self, issue: Issue, total: int) -> tuple[str, str, str, str]:
         """Subject, preheader, the preheader wrapped for the text part, and the local date."""
@@ -254,7 +255,7 @@ class SlotRenderer:
             "subject": subject,
             "preheader": pre,
             "preheader_text": pre_text,
-            "papers": [c.fields for c in cards],
+            "papers": cards,  # what the templates see is each card's fields: see `context`
             "more": more,
             "profile": self._profile(issue),
             "unsubscribe_url": links.unsubscribe,
@@ -340,14 +341,16 @@ class SlotRenderer:
         key = (id(card), prefix is not None)
         found = self._html_cards.get(key)
         if found is None:
-            found = self._html_cards[key] = _segments(card.html, card.rate_html if prefix else ())
+            found = self._html_cards[key] = _segments(card.html_parts, card.rate_html if prefix else (),
+                                                      self._interned)
         return _between(found, prefix)
 
     def _text_card(self, card: Card, number: int, prefix: SharedText | None) -> tuple[str, ...]:
         key = (id(card), number, prefix is not None)
         found = self._text_cards.get(key)
         if found is None:
-            found = self._text_cards[key] = _segments(card.numbered(number), card.rate_text if prefix else ())
+            found = self._text_cards[key] = _segments((f"{card.lead}{number}. ", *card.text_parts),
+                                                      card.rate_text if prefix else (), self._interned)
         return _between(found, prefix)
 
     def _frame_of(self, skeleton: str, blocks: int) -> Frame | None:
@@ -367,6 +370,9 @@ class SlotRenderer:
         return assemble(fr, hollowed[1], cards)
 
 
+_Segments = tuple[tuple[SharedText, ...], tuple[SharedText, ...]]
+
+
 @dataclass(frozen=True)
 class _Personal:
     """The links of one subscriber's issue."""
@@ -377,18 +383,20 @@ class _Personal:
     rate: str
 
 
-def _segments(body: str, rate: tuple[str, ...]) -> tuple[SharedText, ...]:
-    """A card as shared pieces: its body and rating links, cut where the issue's prefix goes."""
+def _segments(parts: tuple[str, ...], rate: tuple[str, ...], intern: Interned) -> _Segments:
+    """A card as shared pieces (each encoded once, whichever cards share it): its parts, then its
+    rating links cut where the issue's prefix goes."""
     if not rate:
-        return (SharedText(body),)
-    return (SharedText(body + rate[0]), *map(SharedText, rate[1:]))
+        return tuple(map(intern, parts)), ()
+    return (*map(intern, parts), intern(rate[0])), tuple(map(intern, rate[1:]))
 
 
-def _between(segments: tuple[SharedText, ...], prefix: SharedText | None) -> tuple[str, ...]:
-    if prefix is None or len(segments) == 1:  # no rating prefix (a preview): the card without its links
-        return segments
-    out: list[str] = [segments[0]]
-    for s in segments[1:]:
+def _between(segments: _Segments, prefix: SharedText | None) -> tuple[str, ...]:
+    head, tail = segments
+    if prefix is None or not tail:  # no rating prefix (a preview): the card without its links
+        return head
+    out: list[str] = list(head)
+    for s in tail:
         out += (prefix, s)
     return tuple(out)
 
