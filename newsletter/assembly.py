@@ -87,6 +87,57 @@ class SharedText(str):
         self.size = len(value) if value.isascii() else len(value.encode("utf-8"))
         return self
 
+    @classmethod
+    def made(cls, value: str, wire: bytes, starts_nl: bool, nl: bool, size: int) -> SharedText:
+        """A piece whose encoded form is known already."""
+        self = str.__new__(cls, value)
+        self.wire, self.starts_nl, self.nl, self.size = wire, starts_nl, nl, size
+        return self
+
+    @classmethod
+    def run(cls, pieces: Sequence[SharedText]) -> SharedText:
+        """Consecutive pieces as one: the same text and, byte for byte, the encoded form `encoded`
+        gives the pieces (so a message made of runs is the message made of the pieces)."""
+        if len(pieces) == 1:
+            return pieces[0]
+        wire, size = encoded(pieces)
+        return cls.made("".join(pieces), wire, pieces[0].starts_nl, pieces[-1].nl, size)
+
+
+class Holed:
+    """Shared pieces with a hole before each piece after the first: a card and its rating links,
+    where the issue's rating prefix goes. Filled per message with two joins, the soft line breaks
+    around each hole placed as `encoded` would place them."""
+
+    __slots__ = ("head", "nl", "size", "tail", "texts", "wires")
+
+    def __init__(self, head: SharedText, tail: tuple[SharedText, ...]) -> None:
+        self.head, self.tail = head, tail
+        self.texts = (head, *tail)
+        self.size = head.size + sum(t.size for t in tail)
+        self.nl = tail[-1].nl if tail else head.nl
+        # for a prefix that neither starts nor ends a line (a URL): a soft break before the prefix
+        # unless the line ended, and after it unless the next piece starts a line
+        wires, prev = [head.wire], head
+        for t in tail:
+            if not prev.nl:
+                wires[-1] += SOFT_BREAK
+            wires.append(t.wire if t.starts_nl else SOFT_BREAK + t.wire)
+            prev = t
+        self.wires = tuple(wires)
+
+    def fill(self, prefix: SharedText | None) -> SharedText:
+        """The pieces with `prefix` in every hole (None: the head alone, without the holed part)."""
+        if prefix is None or not self.tail:
+            return self.head
+        if prefix.starts_nl or prefix.nl or not prefix:
+            out: list[SharedText] = [self.head]
+            for t in self.tail:
+                out += (prefix, t)
+            return SharedText.run(out)
+        return SharedText.made(prefix.join(self.texts), prefix.wire.join(self.wires), self.head.starts_nl, self.nl,
+                               self.size + len(self.tail) * prefix.size)
+
 
 class Pieces(tuple[str, ...]):
     """The pieces of one part of one message, with their quoted-printable form joined (`wire`:
@@ -136,20 +187,12 @@ def split_tokens(source: str, n: int) -> list[str] | None:
     return parts
 
 
-def fill(source: str, pieces: Sequence[str | tuple[str, ...]]) -> list[str]:
-    """`source` (already checked by `split_tokens`) with each placeholder replaced by its piece (or
-    pieces: a card with rating links is several)."""
-    out: list[str] = []
-    for i, part in enumerate(_TOKEN.split(source)):
-        if i % 2:
-            piece = pieces[int(part)]
-            if type(piece) is tuple:
-                out.extend(piece)
-            else:
-                out.append(piece)  # type: ignore[arg-type]
-        elif part:
-            out.append(part)
-    return out
+def fill(source: str, pieces: Sequence[str]) -> list[str]:
+    """`source` (already checked by `split_tokens`) with each placeholder replaced by its piece."""
+    parts = _TOKEN.split(source)
+    for i in range(1, len(parts), 2):
+        parts[i] = pieces[int(parts[i])]
+    return [p for p in parts if p]
 
 
 Frame = tuple[list[SharedText], list[int]]
@@ -180,7 +223,7 @@ def frame(compiled: str, blocks: int) -> Frame | None:
     return [SharedText(p) for p in parts[0::2]], order
 
 
-def assemble(fr: Frame, blocks: list[str], cards: Sequence[str | tuple[str, ...]]) -> list[str]:
+def assemble(fr: Frame, blocks: list[str], cards: Sequence[str]) -> list[str]:
     """The frame's static pieces with the blocks (cards filled in) between them, empty ones left out."""
     static, order = fr
     filled = [fill(b, cards) if OPEN in b else [b] for b in blocks]
@@ -313,31 +356,83 @@ class Plan:
             return _Fill(tuple(parts[0::2]), slots,
                          not any(paths[s].startswith(_PERSONAL) for s in slots))
 
-        return cls([item(p) for p in assemble(fr, hollowed[1], refs)],
-                   [item(p) for p in fill(text_source, refs)])
+        return cls(_runs([item(p) for p in assemble(fr, hollowed[1], refs)]),
+                   _runs([item(p) for p in fill(text_source, refs)]))
 
     @staticmethod
-    def _filled(items: list[Item], values: Sequence[str], cards: Sequence[tuple[str, ...]],
+    def _filled(items: list[Item], values: Sequence[str], cards: Sequence[Holed], prefix: SharedText | None,
                 intern: Callable[[str], SharedText]) -> Pieces:
-        out: list[str] = []
+        """The pieces and, in the same pass, their encoded form (what `joined` gives them): each
+        card's pieces and the issue's prefix between them, without joining a card on its own."""
+        texts: list[str] = []
+        wires: list[bytes] = []
+        nl, size = True, 0
+        plain = prefix is not None and bool(prefix) and not prefix.starts_nl and not prefix.nl
         for it in items:
             kind = type(it)
-            if kind is SharedText:
-                out.append(it)  # type: ignore[arg-type]
-            elif kind is _CardRef:
-                out.extend(cards[it.k])  # type: ignore[union-attr]  # a card is a tuple of pieces
-            else:
+            if kind is _CardRef:
+                card = cards[it.k]  # type: ignore[union-attr]
+                if plain and card.tail:
+                    if not nl and not card.head.starts_nl:
+                        wires.append(SOFT_BREAK)
+                    texts.append(card.head)
+                    for t in card.tail:
+                        texts += (prefix, t)  # type: ignore[arg-type]
+                    wire = prefix.wire  # type: ignore[union-attr]
+                    chunks = card.wires
+                    wires.append(chunks[0])
+                    for c in chunks[1:]:
+                        wires += (wire, c)
+                    nl = card.nl
+                    size += card.size + len(card.tail) * prefix.size  # type: ignore[union-attr]
+                    continue
+                it = card.fill(prefix)  # no rating links, or an odd prefix: as one piece
+            elif kind is not SharedText:
                 piece = it(values)  # type: ignore[operator]
-                out.append(intern(piece) if it.shared else piece)  # type: ignore[union-attr]
-        return joined(out)
+                if not it.shared:  # type: ignore[union-attr]
+                    starts = piece.startswith("\n")
+                    if not nl and not starts:
+                        wires.append(SOFT_BREAK)
+                    texts.append(piece)
+                    wires.append(qp(piece))
+                    nl = piece.endswith("\n")
+                    size += len(piece) if piece.isascii() else len(piece.encode("utf-8"))
+                    continue
+                it = intern(piece)
+            if not nl and not it.starts_nl:  # type: ignore[union-attr]
+                wires.append(SOFT_BREAK)
+            texts.append(it)  # type: ignore[arg-type]
+            wires.append(it.wire)  # type: ignore[union-attr]
+            nl = it.nl  # type: ignore[union-attr]
+            size += it.size  # type: ignore[union-attr]
+        out = Pieces(texts)
+        out.wire, out.size = b"".join(wires), size
+        return out
 
-    def fill(self, values: list[str], html_cards: Sequence[tuple[str, ...]], text_cards: Sequence[tuple[str, ...]],
-             intern: Callable[[str], SharedText]) -> tuple[Pieces, Pieces]:
+    def fill(self, values: list[str], html_cards: Sequence[Holed], text_cards: Sequence[Holed],
+             prefix: SharedText | None, intern: Callable[[str], SharedText]) -> tuple[Pieces, Pieces]:
         escaped = list(values)
         for i in self.html_slots:
             escaped[i] = str(escape(values[i]))
-        return (self._filled(self.html, escaped, html_cards, intern),
-                self._filled(self.text, values, text_cards, intern))
+        return (self._filled(self.html, escaped, html_cards, prefix, intern),
+                self._filled(self.text, values, text_cards, prefix, intern))
+
+
+def _runs(items: list[Item]) -> list[Item]:
+    """Each stretch of consecutive shared pieces as one run."""
+    out: list[Item] = []
+    group: list[SharedText] = []
+    for it in items:
+        if type(it) is SharedText:
+            group.append(it)
+            continue
+        if group:
+            out.append(SharedText.run(group))
+            group = []
+        out.append(it)
+    if group:
+        out.append(SharedText.run(group))
+    return out
 
 
 class Interned:

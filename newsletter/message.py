@@ -169,8 +169,22 @@ def _mailbox(name: str, display: str | None, email: str) -> str:
 
 
 def _list_id_line(settings: Settings) -> str:
-    phrase, _, rest = list_id(settings).partition(" <")
-    return _phrase_and_address("List-Id", _phrase("List-Id", phrase), f"<{rest}")
+    key = (settings.sender, settings.title)
+    found = _LIST_ID_LINES.get(key)
+    if found is None:  # kept by what it depends on, like the Message-ID's tag
+        if len(_LIST_ID_LINES) >= 64:
+            _LIST_ID_LINES.clear()
+        phrase, _, rest = list_id(settings).partition(" <")
+        found = _LIST_ID_LINES[key] = _phrase_and_address("List-Id", _phrase("List-Id", phrase), f"<{rest}")
+    return found
+
+
+_LIST_ID_LINES: dict[tuple[str, str], str] = {}
+
+
+@lru_cache(maxsize=64)  # the messages of a slot share their build time
+def _date(date: datetime) -> str:
+    return format_datetime(date)
 
 
 def _list_unsubscribe(targets: list[str]) -> str:
@@ -200,7 +214,7 @@ def build(rendered: RenderedIssue, settings: Settings, subscriber: Subscriber,
         _mailbox("From", from_name, from_addr),
         _mailbox("To", subscriber.name, subscriber.email),
         _unstructured("Subject", rendered.subject),
-        f"Date: {format_datetime(date)}",
+        f"Date: {_date(date)}",
         f"Message-ID: {message_id(settings, rendered.issue.id)}",
         _list_id_line(settings),
     ]

@@ -21,7 +21,7 @@ import jinja2
 import mjml
 from markupsafe import Markup
 
-from newsletter.assembly import (OPEN, Frame, Interned, Plan, SharedText, assemble, fill, frame, hollow, joined,
+from newsletter.assembly import (OPEN, Frame, Holed, Interned, Plan, SharedText, assemble, fill, frame, hollow, joined,
                                  sentinels, shape, split_tokens, token)
 from newsletter.cards import (ABSTRACT_LIMIT, NBSP, WRAP, Card, CardMaker, authors_line, highlight_spans,
                               hit_terms, make_card, marked_html, marked_text, paper_links, trim_abstract,
@@ -125,8 +125,8 @@ class SlotRenderer:
         self._odd_cards: set[int] = set()  # ids of cards whose data carries placeholder text
         # by id(card): cards live as long as the renderer; a card with rating links is several pieces,
         # the issue's rating prefix going between them
-        self._html_cards: dict[tuple[int, bool], _Segments] = {}
-        self._text_cards: dict[tuple[int, int, bool], _Segments] = {}
+        self._html_cards: dict[tuple[int, bool], Holed] = {}
+        self._text_cards: dict[tuple[int, int, bool], Holed] = {}
         self._frames: dict[str, Frame | None] = {}
         self._planned = _default_theme(self.env)
         self._plans: dict[Any, Plan | int] = {}  # shape -> its plan, 1 (seen once) or 0 (none)
@@ -279,7 +279,7 @@ class SlotRenderer:
         key, values = shape(context)
         plan = self._plans.get(key)
         if isinstance(plan, Plan) and not self._odd(values, cards):
-            html_pieces, text_pieces = plan.fill(values, *self._card_pieces(cards, links.rate), self._interned)
+            html_pieces, text_pieces = plan.fill(values, *self._holed(cards, links.rate), self._interned)
             return RenderedIssue(issue=issue, subject=context["subject"], preheader=context["preheader"],
                                  html="".join(html_pieces), text="".join(text_pieces),
                                  dropped=total - len(issue.matches), html_pieces=html_pieces,
@@ -308,9 +308,10 @@ class SlotRenderer:
         plan = Plan.make(html_source, text_source, len(cards), paths, self._frame_of, self._interned)
         if plan is None:
             return None
-        html, text = plan.fill(values, *self._card_pieces(cards, context["rate_url"]), self._interned)
-        if tuple(html) != reference.html_pieces or tuple(text) != reference.text_pieces:
-            return None
+        html, text = plan.fill(values, *self._holed(cards, context["rate_url"]), self._interned)
+        for mine, theirs in ((html, reference.html_pieces), (text, reference.text_pieces)):
+            if "".join(mine) != "".join(theirs) or mine.wire != getattr(theirs, "wire", None):
+                return None
         return plan
 
     def _render_jinja(self, issue: Issue, cards: list[Card], context: dict[str, Any], total: int) -> RenderedIssue:
@@ -330,35 +331,38 @@ class SlotRenderer:
                              text="".join(text_pieces), dropped=dropped, html_pieces=joined(html_pieces),
                              text_pieces=joined(text_pieces))
 
-    def _card_pieces(self, cards: list[Card], rate: str) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
-        """Each card's HTML and numbered text as pieces, its rating links made with `rate` (the issue's
-        prefix, encoded once for all the cards of the message)."""
+    def _card_pieces(self, cards: list[Card], rate: str) -> tuple[list[SharedText], list[SharedText]]:
+        """Each card's HTML and numbered text as one piece, its rating links made with `rate`."""
+        html, text, prefix = self._holed(cards, rate)
+        return [h.fill(prefix) for h in html], [t.fill(prefix) for t in text]
+
+    def _holed(self, cards: list[Card], rate: str) -> tuple[list[Holed], list[Holed], SharedText | None]:
+        """Each card's HTML and numbered text as shared pieces cut where the rating prefix goes, and
+        the prefix (`rate`: the issue's, encoded once for all the cards of the message)."""
         prefix = SharedText(rate) if rate else None
-        return ([self._html_card(c, prefix) for c in cards],
-                [self._text_card(c, i, prefix) for i, c in enumerate(cards, start=1)])
-
-    def _html_card(self, card: Card, prefix: SharedText | None) -> tuple[str, ...]:
-        key = (id(card), prefix is not None)
-        found = self._html_cards.get(key)
-        if found is None:
-            found = self._html_cards[key] = _segments(card.html_parts, card.rate_html if prefix else (),
-                                                      self._interned)
-        return _between(found, prefix)
-
-    def _text_card(self, card: Card, number: int, prefix: SharedText | None) -> tuple[str, ...]:
-        key = (id(card), number, prefix is not None)
-        found = self._text_cards.get(key)
-        if found is None:
-            found = self._text_cards[key] = _segments((f"{card.lead}{number}. ", *card.text_parts),
-                                                      card.rate_text if prefix else (), self._interned)
-        return _between(found, prefix)
+        rated = prefix is not None
+        html_cards, text_cards, intern = self._html_cards, self._text_cards, self._interned
+        html, text = [], []
+        for number, card in enumerate(cards, start=1):
+            key = (id(card), rated)
+            found = html_cards.get(key)
+            if found is None:
+                found = html_cards[key] = _holed(card.html_parts, card.rate_html if rated else (), intern)
+            html.append(found)
+            key3 = (id(card), number, rated)
+            found = text_cards.get(key3)
+            if found is None:
+                found = text_cards[key3] = _holed((f"{card.lead}{number}. ", *card.text_parts),
+                                                  card.rate_text if rated else (), intern)
+            text.append(found)
+        return html, text, prefix
 
     def _frame_of(self, skeleton: str, blocks: int) -> Frame | None:
         if skeleton not in self._frames:
             self._frames[skeleton] = frame(_compile(skeleton), blocks)
         return self._frames[skeleton]
 
-    def _assemble_html(self, source: str, cards: list[tuple[str, ...]], context: dict[str, Any]) -> list[str] | None:
+    def _assemble_html(self, source: str, cards: Sequence[str], context: dict[str, Any]) -> list[str] | None:
         if split_tokens(source, len(cards)) is None:
             return None
         hollowed = hollow(source)
@@ -368,9 +372,6 @@ class SlotRenderer:
         if fr is None:
             return None  # MJML did something unexpected with a block: no shortcut for this template
         return assemble(fr, hollowed[1], cards)
-
-
-_Segments = tuple[tuple[SharedText, ...], tuple[SharedText, ...]]
 
 
 @dataclass(frozen=True)
@@ -383,22 +384,11 @@ class _Personal:
     rate: str
 
 
-def _segments(parts: tuple[str, ...], rate: tuple[str, ...], intern: Interned) -> _Segments:
-    """A card as shared pieces (each encoded once, whichever cards share it): its parts, then its
-    rating links cut where the issue's prefix goes."""
-    if not rate:
-        return tuple(map(intern, parts)), ()
-    return (*map(intern, parts), intern(rate[0])), tuple(map(intern, rate[1:]))
-
-
-def _between(segments: _Segments, prefix: SharedText | None) -> tuple[str, ...]:
-    head, tail = segments
-    if prefix is None or not tail:  # no rating prefix (a preview): the card without its links
-        return head
-    out: list[str] = list(head)
-    for s in tail:
-        out += (prefix, s)
-    return tuple(out)
+def _holed(parts: tuple[str, ...], rate: tuple[str, ...], intern: Interned) -> Holed:
+    """A card as shared pieces (each encoded once, whichever cards share it): its parts and the
+    start of its rating links as one run, then the rest of its rating links, cut where the issue's
+    prefix goes."""
+    return Holed(SharedText.run([intern(p) for p in (*parts, *rate[:1])]), tuple(map(intern, rate[1:])))
 
 
 def _size(rendered: RenderedIssue) -> int:
