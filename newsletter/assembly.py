@@ -105,38 +105,43 @@ class SharedText(str):
 
 
 class Holed:
-    """Shared pieces with a hole before each piece after the first: a card and its rating links,
-    where the issue's rating prefix goes. Filled per message with two joins, the soft line breaks
-    around each hole placed as `encoded` would place them."""
+    """Shared pieces with holes: a card and its rating links, the issue's rating prefix going before
+    each piece of `tail`. Kept as references to the pieces and their encoded forms (nothing copied:
+    a card is one of tens of thousands kept); filled per message by the pass that encodes it, the
+    soft line breaks around each hole placed as `encoded` would place them."""
 
-    __slots__ = ("head", "nl", "size", "tail", "texts", "wires")
+    __slots__ = ("holes", "nl", "pieces", "size", "starts_nl", "texts", "wires")
 
-    def __init__(self, head: SharedText, tail: tuple[SharedText, ...]) -> None:
-        self.head, self.tail = head, tail
-        self.texts = (head, *tail)
-        self.size = head.size + sum(t.size for t in tail)
-        self.nl = tail[-1].nl if tail else head.nl
-        # for a prefix that neither starts nor ends a line (a URL): a soft break before the prefix
-        # unless the line ended, and after it unless the next piece starts a line
-        wires, prev = [head.wire], head
+    def __init__(self, head: Sequence[SharedText], tail: Sequence[SharedText]) -> None:
+        self.pieces = (*head, *tail)
+        self.holes = len(tail)
+        self.size = sum(p.size for p in self.pieces)
+        self.starts_nl = head[0].starts_nl
+        self.nl = self.pieces[-1].nl
+        # the text and the encoded form between the holes; for a prefix that neither starts nor
+        # ends a line (a URL): a soft break before it unless the line ended, and after it unless
+        # the next piece starts a line
+        wire: list[bytes] = [head[0].wire]
+        for prev, p in zip(head, head[1:]):
+            wire += (p.wire,) if prev.nl or p.starts_nl else (SOFT_BREAK, p.wire)
+        texts, wires, prev = [tuple(head)], [wire], head[-1]
         for t in tail:
             if not prev.nl:
-                wires[-1] += SOFT_BREAK
-            wires.append(t.wire if t.starts_nl else SOFT_BREAK + t.wire)
+                wires[-1].append(SOFT_BREAK)
+            texts.append((t,))
+            wires.append([t.wire] if t.starts_nl else [SOFT_BREAK, t.wire])
             prev = t
-        self.wires = tuple(wires)
+        self.texts = tuple(texts)
+        self.wires = tuple(tuple(w) for w in wires)
 
     def fill(self, prefix: SharedText | None) -> SharedText:
-        """The pieces with `prefix` in every hole (None: the head alone, without the holed part)."""
-        if prefix is None or not self.tail:
-            return self.head
-        if prefix.starts_nl or prefix.nl or not prefix:
-            out: list[SharedText] = [self.head]
-            for t in self.tail:
-                out += (prefix, t)
-            return SharedText.run(out)
-        return SharedText.made(prefix.join(self.texts), prefix.wire.join(self.wires), self.head.starts_nl, self.nl,
-                               self.size + len(self.tail) * prefix.size)
+        """The pieces as one, with `prefix` in every hole (None: without the holed part)."""
+        if prefix is None or not self.holes:
+            return SharedText.run(self.texts[0])
+        out: list[SharedText] = list(self.texts[0])
+        for t in self.pieces[len(out):]:
+            out += (prefix, t)
+        return SharedText.run(out)
 
 
 class Pieces(tuple[str, ...]):
@@ -372,21 +377,24 @@ class Plan:
             kind = type(it)
             if kind is _CardRef:
                 card = cards[it.k]  # type: ignore[union-attr]
-                if plain and card.tail:
-                    if not nl and not card.head.starts_nl:
+                if plain or not card.holes:
+                    if not nl and not card.starts_nl:
                         wires.append(SOFT_BREAK)
-                    texts.append(card.head)
-                    for t in card.tail:
-                        texts += (prefix, t)  # type: ignore[arg-type]
-                    wire = prefix.wire  # type: ignore[union-attr]
-                    chunks = card.wires
-                    wires.append(chunks[0])
-                    for c in chunks[1:]:
-                        wires += (wire, c)
+                    chunks, encoded_chunks = card.texts, card.wires
+                    texts += chunks[0]
+                    wires += encoded_chunks[0]
+                    if card.holes:
+                        wire = prefix.wire  # type: ignore[union-attr]
+                        for i in range(1, len(chunks)):
+                            texts.append(prefix)  # type: ignore[arg-type]
+                            texts += chunks[i]
+                            wires.append(wire)
+                            wires += encoded_chunks[i]
+                        size += card.holes * prefix.size  # type: ignore[union-attr]
                     nl = card.nl
-                    size += card.size + len(card.tail) * prefix.size  # type: ignore[union-attr]
+                    size += card.size
                     continue
-                it = card.fill(prefix)  # no rating links, or an odd prefix: as one piece
+                it = card.fill(prefix)  # an odd prefix (one that starts or ends a line): as one piece
             elif kind is not SharedText:
                 piece = it(values)  # type: ignore[operator]
                 if not it.shared:  # type: ignore[union-attr]

@@ -386,9 +386,8 @@ class _Personal:
 
 def _holed(parts: tuple[str, ...], rate: tuple[str, ...], intern: Interned) -> Holed:
     """A card as shared pieces (each encoded once, whichever cards share it): its parts and the
-    start of its rating links as one run, then the rest of its rating links, cut where the issue's
-    prefix goes."""
-    return Holed(SharedText.run([intern(p) for p in (*parts, *rate[:1])]), tuple(map(intern, rate[1:])))
+    start of its rating links, then the rest of its rating links, cut where the issue's prefix goes."""
+    return Holed([intern(p) for p in (*parts, *rate[:1])], [intern(p) for p in rate[1:]])
 
 
 def _size(rendered: RenderedIssue) -> int:
