@@ -44,12 +44,18 @@ def qp(text: str) -> bytes:
     that starts with "." (a lone "." would end the SMTP DATA; others would need dot-stuffing).
 
     binascii does the encoding in C; `text` must use LF line ends."""
+    return _qp_sized(text)[0]
+
+
+def _qp_sized(text: str) -> tuple[bytes, int]:
+    """`qp(text)` and the size of `text` in UTF-8 (from the one encoding both need)."""
     # a final CRLF makes binascii use CRLF for its soft line breaks too; it is taken off again
-    data = (text.replace("\n", "\r\n") + "\r\n").encode("utf-8")
+    lines = text.count("\n")
+    data = (text.replace("\n", "\r\n") + "\r\n").encode("utf-8") if lines else (text + "\r\n").encode("utf-8")
     out = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)[:-2]
     if out.startswith(b".") or b"\n." in out:
         out = _dot_safe(out)
-    return out
+    return out, len(data) - 2 - lines
 
 
 def _dot_safe(data: bytes) -> bytes:
@@ -81,10 +87,9 @@ class SharedText(str):
 
     def __new__(cls, value: str) -> SharedText:
         self = super().__new__(cls, value)
-        self.wire = qp(value)
+        self.wire, self.size = _qp_sized(value)
         self.nl = value.endswith("\n")
         self.starts_nl = value.startswith("\n")
-        self.size = len(value) if value.isascii() else len(value.encode("utf-8"))
         return self
 
     @classmethod

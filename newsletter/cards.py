@@ -69,6 +69,7 @@ def _esc(value: str) -> str:
 # text that textwrap treats in ways the fast path does not: tabs and line breaks, or a "word" that
 # is all white space to str.strip() (a lone no-break space)
 _ODD_SPACE = re.compile(r"[\t\n\x0b\x0c\r]|(?<![^ ])[^\S ]+(?![^ ])")
+_ODD_ASCII = re.compile(r"[\t-\r\x1c-\x1f]")  # the same test for ASCII text, cheaper (and stricter)
 _SPACES = re.compile(" *")
 
 
@@ -82,7 +83,7 @@ def wrap_lines(text: str, width: int, initial: str, subsequent: str) -> list[str
     """`textwrap.wrap(text, width, initial_indent=initial, subsequent_indent=subsequent,
     break_long_words=False, break_on_hyphens=False)`, line for line, without its per-chunk loop."""
     if (not text or text[0] == " " or width - max(len(initial), len(subsequent)) < 2
-            or _ODD_SPACE.search(text)):
+            or (_ODD_ASCII if text.isascii() else _ODD_SPACE).search(text)):
         return textwrap.wrap(text, width, initial_indent=initial, subsequent_indent=subsequent,
                              break_long_words=False, break_on_hyphens=False)
     lines: list[str] = []
@@ -414,8 +415,10 @@ class CardMaker:
                     into.setdefault(term.text, term)
         return {f: tuple(found.values()) for f, found in out.items()}
 
-    def _why_of(self, match: Match) -> tuple[str, str, str]:
-        key = tuple([(h.term, h.field) for h in match.hits]) or (("", match.why),)
+    def _why_of(self, match: Match, pairs: tuple[tuple[str, str], ...] | None = None) -> tuple[str, str, str]:
+        # a hit's term and field a second time changes nothing in the line: each once is the same key
+        key = (pairs if pairs is not None and not match.why else tuple([(h.term, h.field) for h in match.hits])
+               or (("", match.why),))
         found = self._why.get(key)
         if found is None:
             why = match.why or self._why_line(key)
@@ -454,13 +457,14 @@ class CardMaker:
         rule = "=" * min(len(title), WRAP)
         return html, f"{title}\n{rule}\n{wrap(intro, indent='')}\n\n"
 
-    def card(self, match: Match, section: str = "") -> Card:
+    def card(self, match: Match, section: str = "", pairs: tuple[tuple[str, str], ...] | None = None) -> Card:
+        """`pairs`: the (term, field) of the hits, each once, in their order, when the caller has them."""
         p = self._paper(match.entry)
         terms = self._hit_terms(match.hits)
         spans = (p.spans("title", terms.get("title", ())), p.spans("author", terms.get("author", ())),
                  p.spans("abstract", terms.get("abstract", ())))
         body_html, body_text = p.body(section, *spans, self.heading(section)[0] if section else "")
-        why, why_html, why_text = self._why_of(match)
+        why, why_html, why_text = self._why_of(match, pairs)
         lead = self.heading(section)[1] if section else ""
 
         def fields() -> dict[str, Any]:

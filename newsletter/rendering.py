@@ -159,7 +159,7 @@ class SlotRenderer:
             key = (match.entry.id, tuple(dict.fromkeys([(h.term, h.field) for h in hits])))
         found = self._cards.get(key)
         if found is None:
-            found = self._cards[key] = self._maker.card(match, section)
+            found = self._cards[key] = self._maker.card(match, section, key[1] if len(key) == 2 else None)
             self._check_odd(found)
         return found
 
