@@ -79,9 +79,7 @@ def due_batches(config: Config, store: Store, now: datetime, *, only: str | Coll
             raise ConfigError(f"no subscriber '{only}' in {config.path} or the state store")
         only = [only]
     slots = Slots(now)
-    for i, page in enumerate(roster.subscriber_batches(size, only=only, group=group)):
-        if share is not None and i % share[1] != share[0]:
-            continue
+    for page in roster.subscriber_batches(size, only=only, group=group, share=share):
         members = roster.with_standing(page)
         subs = [m.subscriber for m in members]
         standings = {m.subscriber.email: m.standing for m in members}

@@ -79,30 +79,45 @@ class Roster:
             yield self.with_standing(subs)
 
     def subscriber_batches(self, size: int = PAGE, *, only: Collection[str] | None = None,
-                           group: tuple[str, str] | None = None) -> Iterator[list[Subscriber]]:
-        """The subscribers of `batches`, without reading their state."""
+                           group: tuple[str, str] | None = None,
+                           share: tuple[int, int] | None = None) -> Iterator[list[Subscriber]]:
+        """The subscribers of `batches`, without reading their state. `share` (k, n): only
+        every n-th batch from the k-th; the others are stepped over without being read where that
+        keeps the numbering (no filter: every page is a batch)."""
         wanted = {normalise_address(e) for e in only} if only is not None else None
 
         def keep(s: Subscriber) -> bool:
             return (wanted is None or s.email in wanted) and (group is None or (s.schedule, s.timezone) == group)
 
+        def mine(i: int) -> bool:
+            return share is None or i % share[1] == share[0]
+
         file_subs = [s for s in self.config.subscribers if keep(s)]
+        n = 0
         for i in range(0, len(file_subs), size):
-            yield file_subs[i:i + size]
+            if mine(n):
+                yield file_subs[i:i + size]
+            n += 1
         if wanted is not None and len(wanted) <= size:
             found = [s for s in (self.store.subscriber(e) for e in sorted(wanted)) if s is not None and keep(s)]
-            if found:
+            if found and mine(n):
                 yield found
             return
-        after = ""
-        while True:
+        after: str | None = ""
+        while after is not None:
+            if not mine(n) and wanted is None and group is None:
+                after = self.store.last_of_page(after, size)
+                n += 1
+                continue
             page = self.store.subscribers_page(after, size)
             if not page:
                 return
             after = page[-1].email
             chosen = [s for s in page if keep(s)]
             if chosen:
-                yield chosen
+                if mine(n):
+                    yield chosen
+                n += 1
 
     def with_standing(self, subs: Sequence[Subscriber]) -> list[Member]:
         """Each subscriber with their standing (one read of the state for all)."""

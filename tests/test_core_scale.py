@@ -204,3 +204,22 @@ def test_an_import_is_validated_a_chunk_at_a_time_with_every_problem_named(
     assert run("--file", str(project), "subscribers", "import", str(_jsonl(tmp_path / "ok.jsonl", rows))) == 0
     with Store(tmp_path / ".newsletter" / "state.sqlite3") as store:
         assert store.subscriber_count() == 5
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_build_workers_shares_are_the_batches_split_exactly(tmp_path: Path, workers: int) -> None:
+    """Each build worker steps over the other workers' batches without reading them; together the
+    shares are every batch once, in the same order, filtered or not (file and store subscribers)."""
+    project = write_config(tmp_path)
+    assert run("--file", str(project), "subscribers", "import", str(_jsonl(tmp_path / "r.jsonl", _rows(53)))) == 0
+    cfg = load(project)
+    with Store(tmp_path / ".newsletter" / "state.sqlite3") as store:
+        book = roster.Roster(cfg, store)
+        london = next(s for s in store.subscribers_page("", 100) if s.timezone == "Europe/London")
+        for group in (None, (london.schedule, london.timezone)):
+            whole = [[s.email for s in b] for b in book.subscriber_batches(7, group=group)]
+            shares = [[[s.email for s in b] for b in book.subscriber_batches(7, group=group, share=(k, workers))]
+                      for k in range(workers)]
+            assert len(whole) >= (8 if group is None else 4) and sum(map(len, shares)) == len(whole)
+            for k, share in enumerate(shares):
+                assert share == whole[k::workers], (group, k)

@@ -77,18 +77,23 @@ def test_three_workers_deliver_a_20000_subscriber_slot_and_survive_a_sigkill(tmp
     try:
         dirs = _shared(tmp_path, url, port, n, ["worker1", "worker2", "worker3"])
         _cli(dirs[0], url, "ingest")
-        workers = [_cli(d, url, "send", "--at", AT, "--no-fetch", "--build-workers", "0", worker=f"w{i}", wait=False)
-                   for i, d in enumerate(dirs, 1)]
-        victim = workers[1]
+        def start(i: int) -> subprocess.Popen[bytes]:
+            return _cli(dirs[i - 1], url, "send", "--at", AT, "--no-fetch", "--build-workers", "0", worker=f"w{i}",
+                        wait=False)
+
+        # the second worker starts first (all three walk the subscribers in the same order: one that
+        # starts behind may find every batch taken and never hold a claim), the others once it holds
+        # claims and mail is flowing; then it is killed while it holds them, the others working
+        victim = start(2)
         deadline = time.monotonic() + 600
-        # kill the second worker while it holds claims, once mail is flowing (on a quiet machine a
-        # worker's share takes a few seconds: poll often, on one connection)
-        with Store(url) as store:
+        with Store(url) as store:  # on a quiet machine a batch takes a second: poll often, on one connection
             while time.monotonic() < deadline and victim.poll() is None:
                 held = sum(v for k, v in store.claims().items() if k.startswith("w2:"))
                 if held and recorder.messages:
                     break
                 time.sleep(0.02)
+        workers = [start(1), victim, start(3)]
+        time.sleep(0.5)  # the others are under way
         assert victim.poll() is None, "the second worker finished before it could be killed"
         victim.send_signal(signal.SIGKILL)
         victim.wait()

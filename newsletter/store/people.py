@@ -88,6 +88,16 @@ class People(Queries):
         rows = self._q("SELECT * FROM subscribers WHERE email > ? ORDER BY email LIMIT ?", (after, limit))
         return [R.subscriber(r) for r in rows]
 
+    def last_of_page(self, after: str = "", limit: int = 1000) -> str | None:
+        """The last address of the page `subscribers_page(after, limit)` reads, without reading the
+        page (a build worker steps over the other workers' batches so)."""
+        row = self._q("SELECT email FROM subscribers WHERE email > ? ORDER BY email LIMIT 1 OFFSET ?",
+                      (after, limit - 1)).fetchone()
+        if row is not None:
+            return str(row[0])
+        rows = self._q("SELECT email FROM subscribers WHERE email > ? ORDER BY email DESC LIMIT 1", (after,)).fetchone()
+        return str(rows[0]) if rows is not None else None
+
     def known(self, emails: Sequence[str]) -> set[str]:
         """Which of these addresses are store-held subscribers."""
         out: set[str] = set()
