@@ -357,7 +357,6 @@ class _Paper:
             self._marked[key] = found
         return found
 
-
     def body(self, section: str, title: Spans, meta: Spans, abstract: Spans, head_html: str) -> tuple[str, str]:
         """The card's HTML and text up to its "why" line: what variants with the same marks share."""
         key = (section, title, meta, abstract)
