@@ -50,12 +50,11 @@ def qp(text: str) -> bytes:
 def _qp_sized(text: str) -> tuple[bytes, int]:
     """`qp(text)` and the size of `text` in UTF-8 (from the one encoding both need)."""
     # a final CRLF makes binascii use CRLF for its soft line breaks too; it is taken off again
-    lines = text.count("\n")
-    data = (text.replace("\n", "\r\n") + "\r\n").encode("utf-8") if lines else (text + "\r\n").encode("utf-8")
+    data = (text.replace("\n", "\r\n") + "\r\n").encode("utf-8")
     out = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)[:-2]
     if out.startswith(b".") or b"\n." in out:
         out = _dot_safe(out)
-    return out, len(data) - 2 - lines
+    return out, len(data) - 2 - text.count("\n")
 
 
 def _dot_safe(data: bytes) -> bytes:
@@ -93,20 +92,15 @@ class SharedText(str):
         return self
 
     @classmethod
-    def made(cls, value: str, wire: bytes, starts_nl: bool, nl: bool, size: int) -> SharedText:
-        """A piece whose encoded form is known already."""
-        self = str.__new__(cls, value)
-        self.wire, self.starts_nl, self.nl, self.size = wire, starts_nl, nl, size
-        return self
-
-    @classmethod
     def run(cls, pieces: Sequence[SharedText]) -> SharedText:
         """Consecutive pieces as one: the same text and, byte for byte, the encoded form `encoded`
         gives the pieces (so a message made of runs is the message made of the pieces)."""
         if len(pieces) == 1:
             return pieces[0]
-        wire, size = encoded(pieces)
-        return cls.made("".join(pieces), wire, pieces[0].starts_nl, pieces[-1].nl, size)
+        self = str.__new__(cls, "".join(pieces))
+        self.wire, self.size = encoded(pieces)
+        self.starts_nl, self.nl = pieces[0].starts_nl, pieces[-1].nl
+        return self
 
 
 class Holed:
@@ -166,8 +160,7 @@ def encoded(pieces: Sequence[str]) -> tuple[bytes, int]:
         if type(piece) is SharedText:
             wire, end, n, starts = piece.wire, piece.nl, piece.size, piece.starts_nl
         else:
-            wire, end, starts = qp(piece), piece.endswith("\n"), piece.startswith("\n")
-            n = len(piece) if piece.isascii() else len(piece.encode("utf-8"))
+            (wire, n), end, starts = _qp_sized(piece), piece.endswith("\n"), piece.startswith("\n")
         if not nl and not starts:
             out.append(SOFT_BREAK)
         out.append(wire)
@@ -407,9 +400,10 @@ class Plan:
                     if not nl and not starts:
                         wires.append(SOFT_BREAK)
                     texts.append(piece)
-                    wires.append(qp(piece))
+                    wire, n = _qp_sized(piece)
+                    wires.append(wire)
                     nl = piece.endswith("\n")
-                    size += len(piece) if piece.isascii() else len(piece.encode("utf-8"))
+                    size += n
                     continue
                 it = intern(piece)
             if not nl and not it.starts_nl:  # type: ignore[union-attr]

@@ -1,6 +1,7 @@
 """Building batches in worker processes, so that a big `send` uses every core: each worker walks
-the same roster, takes every n-th batch (the others it does not look at), builds it (matching, rendering, message bytes) and commits
-it to the ledger on its own connection, claimed for the parent process; the parent only delivers.
+the same roster, takes every n-th batch (the others it does not look at), builds it (matching,
+rendering, message bytes) and commits it to the ledger on its own connection, claimed for the
+parent process; the parent only delivers.
 
 A worker leaves as soon as its parent is gone (a killed `send` leaves no orphan behind: what it
 committed is pending and claimed by a dead process, which the next run takes over).

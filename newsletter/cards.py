@@ -10,29 +10,26 @@ occurs in them), so a new variant costs a few joins and the wrapping of what its
 from __future__ import annotations
 
 import re
-import textwrap
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from dataclasses import field as attribute
-from functools import cached_property, lru_cache
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
+from newsletter.highlights import Spans, Words, esc, hit_terms, marked_escaped, marked_text, merged
 from newsletter.models import Entry, Hit, Match, Update
-from newsletter.query import Query, Term, parse
+from newsletter.query import Query, Term
 from newsletter.tex import readable
-from newsletter.text import stem, word_spans
+from newsletter.wrapping import NBSP, WRAP, wrap
 
 if TYPE_CHECKING:
     from newsletter.catalogue import Catalogue
 
 ABSTRACT_LIMIT = 480
-WRAP = 72
-NBSP = "\u00a0"
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
-Spans = tuple[tuple[int, int], ...]
 
 
 def trim_abstract(text: str, limit: int = ABSTRACT_LIMIT) -> tuple[str, bool]:
@@ -59,134 +56,6 @@ def _units_in_names(authors: str) -> str:
     # "(40 authors)" stays together; the names themselves may wrap
     return re.sub(r"\((\d+) ", lambda m: f"({m.group(1)}{NBSP}", re.sub(r"^(\d+) ", f"\\1{NBSP}", authors))
 
-
-def _esc(value: str) -> str:
-    return str(escape(value))
-
-
-# --- wrapping the text part ---------------------------------------------------------------------
-
-# text that textwrap treats in ways the fast path does not: tabs and line breaks, or a "word" that
-# is all white space to str.strip() (a lone no-break space)
-_ODD_SPACE = re.compile(r"[\t\n\x0b\x0c\r]|(?<![^ ])[^\S ]+(?![^ ])")
-_ODD_ASCII = re.compile(r"[\t-\r\x1c-\x1f]")  # the same test for ASCII text, cheaper (and stricter)
-_SPACES = re.compile(" *")
-
-
-@lru_cache(maxsize=16)
-def _line(width: int) -> re.Pattern[str]:
-    """The longest run of words (with the spaces between) of at most `width` characters."""
-    return re.compile(f"[^ ](?:.{{0,{width - 2}}}[^ ])?(?= |$)", re.S)
-
-
-def wrap_lines(text: str, width: int, initial: str, subsequent: str) -> list[str]:
-    """`textwrap.wrap(text, width, initial_indent=initial, subsequent_indent=subsequent,
-    break_long_words=False, break_on_hyphens=False)`, line for line, without its per-chunk loop."""
-    if (not text or text[0] == " " or width - max(len(initial), len(subsequent)) < 2
-            or (_ODD_ASCII if text.isascii() else _ODD_SPACE).search(text)):
-        return textwrap.wrap(text, width, initial_indent=initial, subsequent_indent=subsequent,
-                             break_long_words=False, break_on_hyphens=False)
-    lines: list[str] = []
-    pos, n, indent = 0, len(text), initial
-    while pos < n:
-        m = _line(width - len(indent)).match(text, pos)
-        if m is not None:
-            end = m.end()
-        else:  # a word longer than the line: alone on its line
-            end = text.find(" ", pos)
-            end = n if end < 0 else end
-        lines.append(indent + text[pos:end])
-        pos = _SPACES.match(text, end).end()  # type: ignore[union-attr]  # " *" always matches
-        indent = subsequent
-    return lines
-
-
-def wrap(text: str, indent: str = "   ", first: str | None = None) -> str:
-    """`text` wrapped at WRAP columns for the text part; no-break spaces become spaces after."""
-    lines = wrap_lines(text, WRAP, indent if first is None else first, indent)
-    return "\n".join(lines).replace(NBSP, " ")
-
-
-# --- highlights: exactly the matched spans ----------------------------------------------------
-
-def hit_terms(hits: Iterable[Hit], queries: dict[str, Query] | None = None) -> dict[str, tuple[Term, ...]]:
-    """For each field, the query terms that matched there (a scoped term only in its field)."""
-    queries = {} if queries is None else queries
-    out: dict[str, dict[Term, None]] = {}
-    for hit in hits:
-        q = queries.get(hit.query)
-        if q is None:
-            try:
-                q = queries[hit.query] = parse(hit.query)
-            except ValueError:
-                continue
-        for term in q.positive_terms():
-            if term.text == hit.term and (term.field is None or term.field == hit.field):
-                out.setdefault(hit.field, {})[term] = None
-    return {f: tuple(terms) for f, terms in out.items()}
-
-
-class _Words:
-    """The words of one text and their stems, for finding terms in it."""
-
-    def __init__(self, text: str) -> None:
-        self.tokens = word_spans(text)
-        self.stems = [stem(w) for _, _, w in self.tokens]
-        self.found: dict[str, list[tuple[int, int]]] = {}  # by the term's text (its scope included)
-
-    def occurrences(self, term: Term) -> list[tuple[int, int]]:
-        """(start, end) of each whole occurrence of `term`: all the words of a phrase in order and
-        adjacent (as matching reads them), a prefix term's last word by its beginning."""
-        found = self.found.get(term.text)
-        if found is None:
-            tokens, stems = self.tokens, self.stems
-            k = len(term.words)
-            exact = term.words[:-1] if term.prefix else term.words
-            found = self.found[term.text] = [
-                (tokens[i][0], tokens[i + k - 1][1]) for i in range(len(tokens) - k + 1)
-                if all(stems[i + j] == w for j, w in enumerate(exact))
-                and (not term.prefix or tokens[i + k - 1][2].startswith(term.words[-1]))]
-        return found
-
-
-def _merged(found: list[tuple[int, int]]) -> Spans:
-    merged: list[tuple[int, int]] = []
-    for start, end in sorted(found):
-        if merged and start < merged[-1][1]:  # overlapping occurrences: one mark
-            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
-        else:
-            merged.append((start, end))
-    return tuple(merged)
-
-
-def highlight_spans(text: str, terms: Sequence[Term]) -> list[tuple[int, int]]:
-    """(start, end) of every whole occurrence of each term in `text`, overlapping ones merged."""
-    if not terms:
-        return []
-    words = _Words(text)
-    return list(_merged([span for term in terms for span in words.occurrences(term)]))
-
-
-def _marked_html(text: str, spans: Sequence[tuple[int, int]]) -> str:
-    out: list[str] = []
-    pos = 0
-    for start, end in spans:
-        out += (_esc(text[pos:start]), '<strong class="hit">', _esc(text[start:end]), "</strong>")
-        pos = end
-    out.append(_esc(text[pos:]))
-    return "".join(out)
-
-
-def marked_html(text: str, spans: Sequence[tuple[int, int]]) -> Markup:
-    return Markup(_marked_html(text, spans))
-
-
-def marked_text(text: str, spans: Sequence[tuple[int, int]]) -> str:
-    out, pos = [], 0
-    for start, end in spans:
-        out.append(text[pos:start] + "*" + text[start:end] + "*")
-        pos = end
-    return "".join(out) + text[pos:]
 
 
 # --- the lines of a card ------------------------------------------------------------------------
@@ -311,13 +180,13 @@ class _Paper:
             e.organization, _units(words.day(e.published)) if e.published else None,
             _units(f"▲ {words.count('upvotes', e.upvotes)}") if e.upvotes is not None else None,
             _units(words.count("comments", e.comments)) if e.comments else None) if x]
-        self.others_html = [_esc(x) for x in self.others]
+        self.others_html = [esc(x) for x in self.others]
         self.url, self.links = _links(e, words)
         self.lang = ' lang="en"' if words.language.split("-")[0] != "en" else ""  # paper text stays English
-        self.links_html = ('<p class="l">' + " · ".join(f'<a href="{_esc(u)}">{_esc(label)}</a>'
+        self.links_html = ('<p class="l">' + " · ".join(f'<a href="{esc(u)}">{esc(label)}</a>'
                                                         for label, u in self.links) + "</p>") if self.links else ""
         self.links_text = ("\n\n" + "\n".join(f"   {label}: {u}" for label, u in self.links)) if self.links else ""
-        self._words: dict[str, _Words] = {}
+        self._words: dict[str, Words] = {}
         self._spans: dict[tuple[str, tuple[str, ...]], Spans] = {}
         self._marked: dict[tuple[str, Spans], tuple[str, str, str]] = {}
         self._bodies: dict[tuple[str, Spans, Spans, Spans], tuple[str, str]] = {}
@@ -334,8 +203,8 @@ class _Paper:
         if found is None:
             words = self._words.get(field)
             if words is None:
-                words = self._words[field] = _Words(self.text_of(field))
-            found = self._spans[key] = _merged([s for term in terms for s in words.occurrences(term)])
+                words = self._words[field] = Words(self.text_of(field))
+            found = self._spans[key] = merged([s for term in terms for s in words.occurrences(term)])
         return found
 
     def marked(self, field: str, spans: Spans) -> tuple[str, str, str]:
@@ -345,13 +214,13 @@ class _Paper:
         if found is None:
             if field == "title":
                 text = marked_text(self.title, spans)
-                found = (_marked_html(self.title, spans), text, wrap(text, first="XXXX")[4:])
+                found = (marked_escaped(self.title, spans), text, wrap(text, first="XXXX")[4:])
             elif field == "abstract":
                 text = marked_text(self.abstract, spans)
-                found = (_marked_html(self.abstract, spans), text, wrap(text) if self.abstract else "")
+                found = (marked_escaped(self.abstract, spans), text, wrap(text) if self.abstract else "")
             else:  # the meta line: authors (marked), organisation, date, votes, comments
                 names = [marked_text(self.names, spans)] if self.authors else []
-                names_html = [_marked_html(self.names, spans)] if self.authors else []
+                names_html = [marked_escaped(self.names, spans)] if self.authors else []
                 text = " · ".join(names + self.others)
                 found = (" · ".join(names_html + self.others_html), text, wrap(text) if text else "")
             self._marked[key] = found
@@ -367,7 +236,7 @@ class _Paper:
             meta_html, meta_text, meta_wrapped = self.marked("author", meta)
             html = "".join((
                 head_html,
-                f'<h2 class="t"{self.lang}><a href="{_esc(self.url)}">{title_html}</a></h2>',
+                f'<h2 class="t"{self.lang}><a href="{esc(self.url)}">{title_html}</a></h2>',
                 f'<p class="m">{meta_html}</p>' if meta_html else "",
                 f"<p{self.lang}>{abstract_html}</p>" if self.abstract else "",
                 self.links_html))
@@ -422,7 +291,7 @@ class CardMaker:
         if found is None:
             why = match.why or self._why_line(key)
             label = self.words("why_trending" if match.why else "why")
-            found = self._why[key] = (why, f'<p class="w"><em>{_esc(label)}</em> {_esc(why)}</p>',
+            found = self._why[key] = (why, f'<p class="w"><em>{esc(label)}</em> {esc(why)}</p>',
                                       "\n\n" + wrap(f"{label} {why}"))
         return found
 
@@ -451,8 +320,8 @@ class CardMaker:
 
     def _heading(self, key: str) -> tuple[str, str]:
         title, intro = self.words(f"{key}_heading"), self.words(f"{key}_intro")
-        html = (f'<h2 class="s" style="margin:4px 0 0;font-size:22px;line-height:1.3;">{_esc(title)}</h2>'
-                f'<p class="m">{_esc(intro)}</p>')
+        html = (f'<h2 class="s" style="margin:4px 0 0;font-size:22px;line-height:1.3;">{esc(title)}</h2>'
+                f'<p class="m">{esc(intro)}</p>')
         rule = "=" * min(len(title), WRAP)
         return html, f"{title}\n{rule}\n{wrap(intro, indent='')}\n\n"
 
@@ -487,8 +356,8 @@ class CardMaker:
     def _rate_links(self, entry_id: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         path = quote(entry_id, safe="/:")
         more, less = self.words("more_like_this"), self.words("less_like_this")
-        return (('<p class="r"><a href="', f'/more/{_esc(path)}">{_esc(more)}</a> · <a href="',
-                 f'/less/{_esc(path)}">{_esc(less)}</a></p>'),
+        return (('<p class="r"><a href="', f'/more/{esc(path)}">{esc(more)}</a> · <a href="',
+                 f'/less/{esc(path)}">{esc(less)}</a></p>'),
                 (f"\n   {more}: ", f"/more/{path}\n   {less}: ", f"/less/{path}"))
 
     def update_card(self, update: Update, first: bool) -> Card:
@@ -496,11 +365,11 @@ class CardMaker:
         p = self._paper(update.entry)
         head_html, head_text = self.heading("updates") if first else ("", "")
         label = self.words("what_changed")
-        html = "".join((head_html, f'<p class="t"{p.lang}><a href="{_esc(p.url)}">{_esc(p.title)}</a></p>',
-                        f'<p class="w"><em>{_esc(label)}</em> {_esc(update.detail)}</p>', p.links_html))
+        html = "".join((head_html, f'<p class="t"{p.lang}><a href="{esc(p.url)}">{esc(p.title)}</a></p>',
+                        f'<p class="w"><em>{esc(label)}</em> {esc(update.detail)}</p>', p.links_html))
         text = wrap(p.title, first="XXXX")[4:] + f"\n   {p.url}\n\n" + wrap(f"{label} {update.detail}") + p.links_text
         fields = {"id": update.entry.id, "title": p.title, "url": p.url, "links": list(p.links), "why": update.detail,
-                  "trimmed": False, "terms": [], "score": 0.0, "meta": "", "title_html": Markup(_esc(p.title)),
+                  "trimmed": False, "terms": [], "score": 0.0, "meta": "", "title_html": Markup(esc(p.title)),
                   "abstract_html": Markup(""), "title_text": p.title, "abstract_text": ""}
         return Card((html,), (text,), head_text, make_fields=fields.copy)
 

@@ -9,6 +9,7 @@ quoted-printable with CRLF line ends and no line that starts with "." (SMTP need
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -80,19 +81,25 @@ def message_id(settings: Settings, issue_id: str) -> str:
     return f"<{issue_id}.{_list_tag(settings)}>"
 
 
-_TAGS: dict[tuple[str, str], str] = {}
+_PER_LIST: dict[tuple[str, str, str], str] = {}
+
+
+def _per_list(settings: Settings, what: str, make: Callable[[Settings], str]) -> str:
+    """A header part that depends only on the list's sender and title, made once per list (every
+    message of a slot has the same)."""
+    key = (what, settings.sender, settings.title)
+    found = _PER_LIST.get(key)
+    if found is None:
+        if len(_PER_LIST) >= 128:
+            _PER_LIST.clear()
+        found = _PER_LIST[key] = make(settings)
+    return found
 
 
 def _list_tag(settings: Settings) -> str:
-    """The part after the issue id, kept by what it depends on (a list has one sender and title)."""
-    key = (settings.sender, settings.title)
-    found = _TAGS.get(key)
-    if found is None:
-        if len(_TAGS) >= 64:
-            _TAGS.clear()
-        tag = hashlib.sha256(list_identity(settings).encode("utf-8")).hexdigest()[:12]
-        found = _TAGS[key] = f"{tag}@{sender_domain(settings)}"
-    return found
+    """The part of a Message-ID after the issue id."""
+    return _per_list(settings, "tag", lambda s: f"{hashlib.sha256(list_identity(s).encode('utf-8')).hexdigest()[:12]}"
+                                                f"@{sender_domain(s)}")
 
 
 _LABEL_LIMIT = 60  # RFC 2919 caps the whole list-id at 255 octets; a readable label is far shorter
@@ -169,17 +176,11 @@ def _mailbox(name: str, display: str | None, email: str) -> str:
 
 
 def _list_id_line(settings: Settings) -> str:
-    key = (settings.sender, settings.title)
-    found = _LIST_ID_LINES.get(key)
-    if found is None:  # kept by what it depends on, like the Message-ID's tag
-        if len(_LIST_ID_LINES) >= 64:
-            _LIST_ID_LINES.clear()
-        phrase, _, rest = list_id(settings).partition(" <")
-        found = _LIST_ID_LINES[key] = _phrase_and_address("List-Id", _phrase("List-Id", phrase), f"<{rest}")
-    return found
+    def make(s: Settings) -> str:
+        phrase, _, rest = list_id(s).partition(" <")
+        return _phrase_and_address("List-Id", _phrase("List-Id", phrase), f"<{rest}")
 
-
-_LIST_ID_LINES: dict[tuple[str, str], str] = {}
+    return _per_list(settings, "list-id", make)
 
 
 @lru_cache(maxsize=64)  # the messages of a slot share their build time
@@ -241,12 +242,6 @@ def build(rendered: RenderedIssue, settings: Settings, subscriber: Subscriber,
 def to_bytes(msg: bytes) -> bytes:
     """Kept for callers that build and serialise in two steps: `build` already returns wire form."""
     return msg
-
-
-def message_id_from_bytes(data: bytes) -> str | None:
-    head = data.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
-    m = re.search(r"^Message-ID:\s*(<[^>\r\n]+>)", head, re.I | re.M)
-    return m.group(1) if m else None
 
 
 # Headers a reader or a filter acts on. Each present one is signed once more than it occurs and each

@@ -23,14 +23,14 @@ from markupsafe import Markup
 
 from newsletter.assembly import (OPEN, Frame, Holed, Interned, Plan, SharedText, assemble, fill, frame, hollow, joined,
                                  sentinels, shape, split_tokens, token)
-from newsletter.cards import (ABSTRACT_LIMIT, NBSP, WRAP, Card, CardMaker, authors_line, highlight_spans,
-                              hit_terms, make_card, marked_html, marked_text, paper_links, trim_abstract,
-                              why_line, wrap)
+from newsletter.cards import ABSTRACT_LIMIT, Card, CardMaker, authors_line, make_card, paper_links, trim_abstract, why_line
+from newsletter.highlights import highlight_spans, hit_terms, marked_html, marked_text
 from newsletter.catalogue import Catalogue
 from newsletter.errors import RenderError
 from newsletter.models import Issue, Match, RenderedIssue, Settings, Update
 from newsletter.query import Query
 from newsletter.tex import readable
+from newsletter.wrapping import NBSP, WRAP, wrap
 
 __all__ = ["ABSTRACT_LIMIT", "HTML_BUDGET", "NBSP", "WRAP", "Card", "Catalogue", "SharedText", "SlotRenderer",
            "authors_line", "compile_whole", "default_templates", "environment", "fit", "header_text",

@@ -257,7 +257,7 @@ def test_html_is_accessible_and_dark_mode_aware() -> None:
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from newsletter.cards import wrap_lines  # noqa: E402
+from newsletter.wrapping import wrap_lines  # noqa: E402
 
 _WORD = st.text(alphabet=st.sampled_from("ab*()é·\u00a0\u2003-—"), min_size=0, max_size=90)
 

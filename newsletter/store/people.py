@@ -95,8 +95,8 @@ class People(Queries):
                       (after, limit - 1)).fetchone()
         if row is not None:
             return str(row[0])
-        rows = self._q("SELECT email FROM subscribers WHERE email > ? ORDER BY email DESC LIMIT 1", (after,)).fetchone()
-        return str(rows[0]) if rows is not None else None
+        last = self._q("SELECT email FROM subscribers WHERE email > ? ORDER BY email DESC LIMIT 1", (after,)).fetchone()
+        return str(last[0]) if last is not None else None
 
     def known(self, emails: Sequence[str]) -> set[str]:
         """Which of these addresses are store-held subscribers."""
