@@ -23,8 +23,6 @@ from conftest import LISTING, Recorder, free_port
 from newsletter.ledger import GROUP
 from newsletter.store import Store
 
-# `ingest` stamps entries with the real time: the slot sent is the next top of the hour
-AT = (datetime.now(timezone.utc).replace(minute=0, second=30, microsecond=0) + timedelta(hours=1)).isoformat()
 LEASE = 4  # seconds: NEWSLETTER_CLAIM_LEASE of every worker
 CONCURRENCY = 4
 
@@ -68,6 +66,19 @@ def _shared(tmp_path: Path, url: str, port: int, n: int, workers: list[str]) -> 
     return [_config(tmp_path / w, port).parent for w in workers]
 
 
+def _ingest(folder: Path, url: str) -> str:
+    """Ingest the listing and return the slot to send: `ingest` stamps entries with the real time, so
+    the slot is the top of the hour after it (computed when the test runs, not when it is collected:
+    a slot already past when the entries are stamped has none of them). Within a minute of the hour it
+    waits for the hour to pass, so the ingest and its slot's window lie in one hour."""
+    now = datetime.now(timezone.utc)
+    if now.minute == 59:
+        time.sleep(61 - now.second)
+    hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    _cli(folder, url, "ingest")
+    return (hour + timedelta(hours=1, seconds=30)).isoformat()
+
+
 def test_three_workers_deliver_a_20000_subscriber_slot_and_survive_a_sigkill(tmp_path: Path, pg_cluster) -> None:  # noqa: ANN001
     n = 20_000
     recorder, port = Recorder(), free_port()
@@ -76,9 +87,9 @@ def test_three_workers_deliver_a_20000_subscriber_slot_and_survive_a_sigkill(tmp
     url = pg_cluster.database()
     try:
         dirs = _shared(tmp_path, url, port, n, ["worker1", "worker2", "worker3"])
-        _cli(dirs[0], url, "ingest")
+        at = _ingest(dirs[0], url)
         def start(i: int) -> subprocess.Popen[bytes]:
-            return _cli(dirs[i - 1], url, "send", "--at", AT, "--no-fetch", "--build-workers", "0", worker=f"w{i}",
+            return _cli(dirs[i - 1], url, "send", "--at", at, "--no-fetch", "--build-workers", "0", worker=f"w{i}",
                         wait=False)
 
         # the second worker starts first (all three walk the subscribers in the same order: one that
@@ -94,7 +105,7 @@ def test_three_workers_deliver_a_20000_subscriber_slot_and_survive_a_sigkill(tmp
                 time.sleep(0.02)
         workers = [start(1), victim, start(3)]
         time.sleep(0.5)  # the others are under way
-        assert victim.poll() is None, "the second worker finished before it could be killed"
+        assert victim.poll() is None, f"the second worker finished before it could be killed ({len(recorder.messages)} received)"
         victim.send_signal(signal.SIGKILL)
         victim.wait()
         killed_at = time.monotonic()
