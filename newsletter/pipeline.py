@@ -235,45 +235,23 @@ class _Run:
                            group: tuple[str, str] | None, catch_up: timedelta | None, batch: int) -> None:
         """Worker processes build and commit the batches (newsletter/builders.py); this loop
         delivers each as it arrives."""
-        import multiprocessing
-        import os
-
         from newsletter import builders
 
-        ctx = multiprocessing.get_context("spawn")
-        out = ctx.Queue(maxsize=self.workers)
-        stop = ctx.Event()
-        procs = [ctx.Process(target=builders.work, daemon=True, args=(builders.Task(
-            self.config, self.store.path, self.secrets, now, only, group, catch_up, batch, self.ledger.owner,
-            self.ledger.lease, k, self.workers, os.getpid()), out, stop)) for k in range(self.workers)]
-        for p in procs:
-            p.start()
-        loop = asyncio.get_running_loop()
-        running, failure = len(procs), None
-        try:
-            while running:
-                kind, item = await loop.run_in_executor(None, out.get)
-                if kind != "batch":
-                    running -= 1
-                    failure = failure or item
-                    continue
+        task = builders.Task(self.config, self.store.path, self.secrets, now, only, group, catch_up, batch,
+                             self.ledger.owner, self.ledger.lease)
+        with builders.Workers(task, self.workers) as workers:
+            async for item in workers.batches():
                 for stage, seconds in item.stages.items():
                     self.report.stages[stage] = self.report.stages.get(stage, 0.0) + seconds
                 self.report.skip(item.skipped)
                 self.report.built += item.built
                 self.report.empty.extend(item.empty)
                 if self.stopping():
-                    stop.set()
+                    workers.stop()
                     continue
                 t = time.perf_counter()
                 await self.deliver([self.job(i, r, m) for i, r, m in item.jobs])
                 self.report.timed("deliver", t)
-        finally:
-            stop.set()
-            for p in procs:
-                p.join(timeout=30)
-        if failure is not None:
-            raise failure
 
     def produce(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[list[Job] | None], now: datetime,
                 only: str | Collection[str] | None, group: tuple[str, str] | None, catch_up: timedelta | None,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -85,3 +86,63 @@ def _sent(folder: Path) -> list[tuple[str]]:
     rows = db.execute("SELECT subscriber FROM issues WHERE status='sent'").fetchall()
     db.close()
     return rows
+
+
+def test_a_build_worker_killed_ends_the_send_with_an_error_and_the_next_send_finishes(tmp_path: Path) -> None:
+    """A build worker that dies without a word (SIGKILL, the OOM killer) ends its `send` with an
+    error that names it, not a wait for ever; what it committed is delivered by the next `send`."""
+    n = 6_000
+    recorder, port = Recorder(), free_port()
+    controller = Controller(recorder, hostname="127.0.0.1", port=port)
+    controller.start()
+    proc = None
+    try:
+        project = write_config(tmp_path, port=port)
+        config = yaml.safe_load(project.read_text())
+        config["subscribers"] = []
+        config["newsletter"]["max_entries"] = 2
+        config["newsletter"]["smtp"].update(timeout=30, concurrency=CONCURRENCY)
+        project.write_text(yaml.safe_dump(config, sort_keys=False))
+        readers = tmp_path / "readers.jsonl"
+        readers.write_text("".join(json.dumps({"email": f"r{i:05d}@example.org", "keywords": ["model"]}) + "\n"
+                                   for i in range(n)))
+        assert run("--quiet", "--file", str(project), "subscribers", "import", str(readers)) == 0
+        send = [sys.executable, "-m", "newsletter", "--quiet", "--file", str(project), "send", "--at", AT,
+                "--build-workers", "2"]
+        proc = subprocess.Popen(send, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 300
+        while not recorder.messages and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        workers = _spawned_children(proc.pid)
+        assert len(workers) == 2 and proc.poll() is None, "the send finished before a worker could be killed"
+        os.kill(workers[1], signal.SIGKILL)
+        _, err = proc.communicate(timeout=300)  # before the fix: waited for ever for the dead worker
+        assert proc.returncode == 1
+        assert re.search(r"build worker [12] of 2 ended before finishing its batches \(killed by SIGKILL\)",
+                         err.decode()), err.decode()
+        assert len(recorder.messages) < n  # its share was not all delivered
+        done = subprocess.run(send, capture_output=True, timeout=600)
+        assert done.returncode == 0, done.stderr.decode()
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+        controller.stop()
+    per_rcpt = Counter(rcpts[0] for _, rcpts, _ in recorder.messages)
+    assert set(per_rcpt) == {f"r{i:05d}@example.org" for i in range(n)}
+    assert sum(c - 1 for c in per_rcpt.values()) <= CONCURRENCY + GROUP
+    assert {r for r, in _sent(tmp_path)} == set(per_rcpt)
+
+
+def _spawned_children(pid: int) -> list[int]:
+    """The build workers of a `send` (its spawned children, not the resource tracker), in start order."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat[1]) == pid and b"spawn_main" in cmdline:
+                found.append(int(entry))
+    return sorted(found)
