@@ -15,13 +15,14 @@ import gc
 import multiprocessing
 import os
 import pickle
-import queue as queues
 import signal
 import time
 import traceback
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from multiprocessing import connection
+from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
@@ -70,55 +71,88 @@ class Batch:
 
 class Workers:
     """The build processes of one run, as a context: started on entry, stopped and joined on exit;
-    their batches are read as they come."""
+    their batches are read as they come. Each worker has a pipe of its own (no lock shared with the
+    others that its death could leave held), and it holds the pipe's only write end: a worker that
+    dies without a word is an end of file, at once."""
 
     def __init__(self, task: Task, count: int) -> None:
         ctx = multiprocessing.get_context("spawn")
-        self._out: Any = ctx.Queue(maxsize=count)
         self._stop = ctx.Event()
+        pipes = [ctx.Pipe(duplex=False) for _ in range(count)]
+        self._readers = [r for r, _ in pipes]
+        self._writers = [w for _, w in pipes]
         self._procs = [ctx.Process(target=work, daemon=True, args=(
-            replace(task, worker=k, workers=count, parent=os.getpid()), self._out, self._stop)) for k in range(count)]
+            replace(task, worker=k, workers=count, parent=os.getpid()), w, self._stop))
+            for k, w in enumerate(self._writers)]
 
     def __enter__(self) -> Workers:
-        for p in self._procs:
+        for p, w in zip(self._procs, self._writers):
             p.start()
+            w.close()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Stop the workers and wait for them; on the way out of a failure nobody reads their
+        batches, so they are read here and dropped (each is committed: the next run delivers it)."""
         self.stop()
+        deadline = time.monotonic() + 30
+        while (open_ := [r for r in self._readers if not r.closed]) and time.monotonic() < deadline:
+            ready = connection.wait(open_, timeout=0.1)
+            for r in open_:
+                if r in ready:
+                    try:
+                        r.recv_bytes()
+                    except (EOFError, OSError):
+                        r.close()
         for p in self._procs:
-            p.join(timeout=30)
+            if p.is_alive():
+                p.terminate()
+            p.join()
+        for r in self._readers:
+            r.close()
 
     def stop(self) -> None:
-        """Ask every worker to leave after its current batch (`batches` ends once all have)."""
+        """Ask every worker to leave after its current batch: each says it is done, and `batches`
+        ends once all have."""
         self._stop.set()
 
     async def batches(self) -> AsyncIterator[Batch]:
         """Each built batch as it arrives, until every worker is done; then the first failure, if
-        any, is raised. A worker killed says nothing: one seen gone at a quiet second and still
-        silent after another one has nothing left in the pipe, and is a failure."""
+        any, is raised (a worker's own, or its death)."""
         loop = asyncio.get_running_loop()
-        running, silent, failure = set(range(len(self._procs))), set[int](), None
-        while running:
-            try:
-                kind, k, item = await loop.run_in_executor(None, self._out.get, True, 1.0)
-            except queues.Empty:
-                gone = {k for k in running if self._procs[k].exitcode is not None}
-                for k in sorted(gone & silent):
-                    running.discard(k)
-                    failure = failure or StateError(
-                        f"build worker {k + 1} of {len(self._procs)} ended before finishing its batches "
-                        f"({_ended(self._procs[k].exitcode)}); what it committed stays pending and the next "
-                        "`send` delivers it")
-                silent = gone
+        live, failure = dict(enumerate(self._readers)), None
+        while live:
+            got = await loop.run_in_executor(None, _next, live)
+            if got is None:
+                continue  # a quiet second
+            k, message = got
+            if message is not None and message[0] == "batch":
+                yield message[1]
                 continue
-            if kind == "batch":
-                yield item
-            else:
-                running.discard(k)
-                failure = failure or item
+            live.pop(k).close()
+            if message is None:
+                self._procs[k].join(timeout=5)
+                message = ("error", StateError(
+                    f"build worker {k + 1} of {len(self._procs)} ended before finishing its batches "
+                    f"({_ended(self._procs[k].exitcode)}); what it committed stays pending and the next "
+                    "`send` delivers it"))
+            failure = failure or message[1]
         if failure is not None:
             raise failure
+
+
+def _next(live: dict[int, Connection]) -> tuple[int, tuple[str, Any] | None] | None:
+    """The next message of any worker, or None for its end (a killed worker may leave half a message);
+    None after a quiet second."""
+    ready = connection.wait(list(live.values()), timeout=1.0)
+    for k, r in live.items():
+        if r in ready:
+            try:
+                message: tuple[str, Any] = r.recv()
+                return k, message
+            except (EOFError, OSError):  # gone, perhaps in the middle of a message
+                return k, None
+    return None
 
 
 def _ended(code: int | None) -> str:
@@ -127,7 +161,7 @@ def _ended(code: int | None) -> str:
     return f"exit code {code}"
 
 
-def work(task: Task, out: Any, stop: Event) -> None:
+def work(task: Task, out: Connection, stop: Event) -> None:
     """The worker's loop (the target of a spawned process)."""
     from newsletter.pipeline import due_batches
 
@@ -146,9 +180,10 @@ def work(task: Task, out: Any, stop: Event) -> None:
             for due, skipped in due_batches(task.config, store, task.now, only=task.only, group=task.group,
                                             catch_up=task.catch_up, size=task.batch,
                                             share=(task.worker, task.workers)):
-                if stop.is_set() or os.getppid() != task.parent:
-                    out.cancel_join_thread()  # nobody reads any more: exit without flushing
-                    return
+                if os.getppid() != task.parent:
+                    return  # nobody reads any more
+                if stop.is_set():
+                    break  # what is not built yet is not due any more in this run: the next one builds it
                 item = Batch(skipped=skipped)
                 item.stages["due"] = time.perf_counter() - t
                 t = time.perf_counter()
@@ -161,29 +196,28 @@ def work(task: Task, out: Any, stop: Event) -> None:
                 item.empty = [(b.subscriber.email, b.reason) for b in built if not b.sends and b.issue.id in new]
                 item.jobs = [(b.issue.id, b.subscriber.email, b.message) for b in built
                              if b.message is not None and b.issue.id in new]
-                if not _put(out, ("batch", task.worker, item), task.parent, stop):
+                if not _put(out, ("batch", item)):
                     return
                 batches += 1
                 if batches % COLLECT_EVERY == 0:
                     gc.collect()  # what cycles hold stays bounded
                 t = time.perf_counter()
-        _put(out, ("done", task.worker, None), task.parent, stop)
+        _put(out, ("done", None))
     except BaseException as exc:  # noqa: B902  # reported to the parent, which raises it
-        _put(out, ("error", task.worker, _portable(exc)), task.parent, stop)
+        _put(out, ("error", _portable(exc)))
     finally:
-        if os.getppid() != task.parent:
-            out.cancel_join_thread()  # the parent is gone: never wait to flush to nobody
+        out.close()
 
 
-def _put(out: Any, item: object, parent: int, stop: Event) -> bool:
-    while True:
-        try:
-            out.put(item, timeout=1.0)
-            return True
-        except queues.Full:
-            if os.getppid() != parent or stop.is_set():
-                out.cancel_join_thread()  # nobody reads any more: exit without flushing
-                return False
+def _put(out: Connection, item: tuple[str, Any]) -> bool:
+    """Hand an item to the parent (it waits while the parent delivers the previous one), which reads
+    until every worker has said its last word, even after asking them to stop; False once the parent
+    is gone (the pipe is broken)."""
+    try:
+        out.send(item)
+        return True
+    except OSError:
+        return False
 
 
 def _portable(exc: BaseException) -> BaseException:

@@ -88,6 +88,22 @@ def _sent(folder: Path) -> list[tuple[str]]:
     return rows
 
 
+def _store_held(tmp_path: Path, port: int, n: int) -> list[str]:
+    """A project whose n subscribers live in the store; the command line of its `send` in two build workers."""
+    project = write_config(tmp_path, port=port)
+    config = yaml.safe_load(project.read_text())
+    config["subscribers"] = []
+    config["newsletter"]["max_entries"] = 2
+    config["newsletter"]["smtp"].update(timeout=30, concurrency=CONCURRENCY, retries=0)
+    project.write_text(yaml.safe_dump(config, sort_keys=False))
+    readers = tmp_path / "readers.jsonl"
+    readers.write_text("".join(json.dumps({"email": f"r{i:05d}@example.org", "keywords": ["model"]}) + "\n"
+                               for i in range(n)))
+    assert run("--quiet", "--file", str(project), "subscribers", "import", str(readers)) == 0
+    return [sys.executable, "-m", "newsletter", "--quiet", "--file", str(project), "send", "--at", AT,
+            "--build-workers", "2"]
+
+
 def test_a_build_worker_killed_ends_the_send_with_an_error_and_the_next_send_finishes(tmp_path: Path) -> None:
     """A build worker that dies without a word (SIGKILL, the OOM killer) ends its `send` with an
     error that names it, not a wait for ever; what it committed is delivered by the next `send`."""
@@ -97,18 +113,7 @@ def test_a_build_worker_killed_ends_the_send_with_an_error_and_the_next_send_fin
     controller.start()
     proc = None
     try:
-        project = write_config(tmp_path, port=port)
-        config = yaml.safe_load(project.read_text())
-        config["subscribers"] = []
-        config["newsletter"]["max_entries"] = 2
-        config["newsletter"]["smtp"].update(timeout=30, concurrency=CONCURRENCY)
-        project.write_text(yaml.safe_dump(config, sort_keys=False))
-        readers = tmp_path / "readers.jsonl"
-        readers.write_text("".join(json.dumps({"email": f"r{i:05d}@example.org", "keywords": ["model"]}) + "\n"
-                                   for i in range(n)))
-        assert run("--quiet", "--file", str(project), "subscribers", "import", str(readers)) == 0
-        send = [sys.executable, "-m", "newsletter", "--quiet", "--file", str(project), "send", "--at", AT,
-                "--build-workers", "2"]
+        send = _store_held(tmp_path, port, n)
         proc = subprocess.Popen(send, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 300
         while not recorder.messages and proc.poll() is None and time.monotonic() < deadline:
@@ -131,6 +136,37 @@ def test_a_build_worker_killed_ends_the_send_with_an_error_and_the_next_send_fin
     assert set(per_rcpt) == {f"r{i:05d}@example.org" for i in range(n)}
     assert sum(c - 1 for c in per_rcpt.values()) <= CONCURRENCY + GROUP
     assert {r for r, in _sent(tmp_path)} == set(per_rcpt)
+
+
+def test_a_send_in_build_workers_stopped_by_the_breaker_ends(tmp_path: Path) -> None:
+    """No server listening: the circuit breaker stops the run; the workers, asked to stop, say so
+    and the `send` ends with the breaker's words (before the fix it waited for them for ever);
+    nothing is marked sent and the next `send`, with the server up, delivers everyone once but the
+    few the breaker tried (their retry is not due yet)."""
+    n = 3_000
+    port = free_port()
+    send = _store_held(tmp_path, port, n)
+    stopped = subprocess.run(send, capture_output=True, timeout=300)
+    assert stopped.returncode == 3, stopped.stderr.decode()
+    assert "consecutive connection failures; the rest stays pending" in stopped.stderr.decode()
+    assert "build worker" not in stopped.stderr.decode()
+    assert _sent(tmp_path) == []
+    recorder = Recorder()
+    controller = Controller(recorder, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        done = subprocess.run(send, capture_output=True, timeout=600)
+    finally:
+        controller.stop()
+    assert done.returncode == 0, done.stderr.decode()
+    per_rcpt = Counter(rcpts[0] for _, rcpts, _ in recorder.messages)
+    db = sqlite3.connect(tmp_path / ".newsletter" / "state.sqlite3")
+    retry_later = {r for r, in db.execute("SELECT subscriber FROM issues WHERE status='pending' AND attempts > 0")}
+    db.close()
+    # the few the breaker tried wait for their retry; everyone else got one message
+    assert 0 < len(retry_later) <= 2 * CONCURRENCY and set(per_rcpt.values()) == {1}
+    assert set(per_rcpt) | retry_later == {f"r{i:05d}@example.org" for i in range(n)}
+    assert not set(per_rcpt) & retry_later
 
 
 def _spawned_children(pid: int) -> list[int]:
