@@ -62,13 +62,13 @@ def build_issue(subscriber: Subscriber, slot: datetime, now: datetime, index: En
 
 def expires_at(subscriber: Subscriber, slot: datetime) -> datetime | None:
     """An issue not delivered by an hour after the next slot is expired, never sent late."""
-    return _expires_at(subscriber.schedule, subscriber.timezone, slot)
-
-
-@lru_cache(maxsize=1024)  # every subscriber of a slot with the same schedule shares it
-def _expires_at(schedule: str, zone: str, slot: datetime) -> datetime | None:
-    nxt = Schedule(schedule, zone).next_after(slot)
+    nxt = _next_slot(subscriber.schedule, subscriber.timezone, slot)
     return nxt + timedelta(hours=1) if nxt is not None else None
+
+
+@lru_cache(maxsize=1024)  # every subscriber of a slot with the same schedule and zone shares it
+def _next_slot(schedule: str, zone: str, slot: datetime) -> datetime | None:
+    return Schedule(schedule, zone).next_after(slot)
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,6 @@ class Slots:
     def __init__(self, now: datetime) -> None:
         self.now = now
         self._due: dict[tuple[str, str], datetime | None] = {}
-        self._next: dict[tuple[str, str, datetime], datetime | None] = {}
         self._period: dict[tuple[str, str, datetime], timedelta] = {}
 
     def due(self, sub: Subscriber) -> datetime | None:
@@ -103,10 +102,7 @@ class Slots:
         return self._due[key]
 
     def next_after(self, sub: Subscriber, slot: datetime) -> datetime | None:
-        key = (sub.schedule, sub.timezone, slot)
-        if key not in self._next:
-            self._next[key] = schedule_of(sub).next_after(slot)
-        return self._next[key]
+        return _next_slot(sub.schedule, sub.timezone, slot)
 
     def period_before(self, sub: Subscriber, slot: datetime) -> timedelta:
         key = (sub.schedule, sub.timezone, slot)
