@@ -182,3 +182,41 @@ def _spawned_children(pid: int) -> list[int]:
             if int(stat[1]) == pid and b"spawn_main" in cmdline:
                 found.append(int(entry))
     return sorted(found)
+
+
+def test_run_stopped_by_sigterm_while_workers_build_ends_and_the_next_run_finishes(tmp_path: Path) -> None:
+    """`run` on a list big enough for build workers, stopped by SIGTERM mid-slot: the workers are
+    asked to stop, say so, and the service ends (before the fix it waited for them for ever); the
+    next run delivers the rest, nobody twice."""
+    from test_workers import _config
+
+    n = 6_000
+    recorder, port = Recorder(), free_port()
+    controller = Controller(recorder, hostname="127.0.0.1", port=port)
+    controller.start()
+    proc = None
+    try:
+        folder = _config(tmp_path / "service", port).parent
+        readers = tmp_path / "readers.jsonl"
+        readers.write_text("".join(json.dumps({"email": f"r{i:05d}@example.org", "keywords": ["model"]}) + "\n"
+                                   for i in range(n)))
+        assert run("--quiet", "--file", str(folder / "subscribers.yaml"), "subscribers", "import", str(readers)) == 0
+        service = [sys.executable, "-m", "newsletter", "--file", "subscribers.yaml", "run", "--once"]
+        proc = subprocess.Popen(service, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 300
+        while not recorder.messages and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(_spawned_children(proc.pid)) == 2 and proc.poll() is None, "the run finished before the signal"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()
+        assert "stopping: finishing in-flight deliveries" in err.decode()
+        assert len(recorder.messages) < n
+        again = subprocess.run(service, cwd=folder, capture_output=True, timeout=600)
+        assert again.returncode == 0, again.stderr.decode()
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+        controller.stop()
+    assert Counter(rcpts[0] for _, rcpts, _ in recorder.messages) == Counter(
+        {f"r{i:05d}@example.org": 1 for i in range(n)})
