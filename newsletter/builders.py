@@ -165,6 +165,10 @@ def work(task: Task, out: Connection, stop: Event) -> None:
     """The worker's loop (the target of a spawned process)."""
     from newsletter.pipeline import due_batches
 
+    # Ctrl-C reaches the whole process group: the parent alone handles it and asks the workers to
+    # stop (a worker interrupted in the middle of handing a batch over would leave half a message)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     try:
         with Store(task.state) as store:
             builder = Builder(task.config, store, task.now, link_secret=task.secrets.link_secret or PREVIEW_SECRET,

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sqlite3
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -240,3 +244,39 @@ def test_a_connection_dropped_after_data_is_retried_with_the_same_message_id(tmp
     db.close()
     assert (status, attempts, dup) == ("sent", 2, 1)  # counted as a possible duplicate
     assert message_from_bytes(handler.messages[0][2], policy=policy.default)["Message-ID"] == message_id
+
+
+class Holding(Recorder):
+    """Takes a message's data and never answers it (a transaction left in the middle)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrived = threading.Event()
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
+        self.arrived.set()
+        await asyncio.sleep(3600)
+        return "250 OK"
+
+
+def test_ctrl_c_in_the_middle_of_a_transaction_ends_the_send_at_once(tmp_path: Path) -> None:
+    """Ctrl-C while the server has not answered a message's data: `send` ends at once (with 130),
+    nothing is marked sent; the connection, in an unknown state, is closed, not reused or sent QUIT."""
+    handler, port = Holding(), free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    proc = None
+    try:
+        project = write_config(tmp_path, port=port)
+        set_smtp(project, timeout=600, retries=0, concurrency=1)
+        proc = subprocess.Popen([sys.executable, "-m", "newsletter", "--file", str(project), "send", "--at", AT],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        assert handler.arrived.wait(120), "no message reached the server"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+        controller.stop()
+    assert proc.returncode == 130 and "interrupted" in err
+    assert "sent" not in {status for status, _, _ in ledger(project).values()}

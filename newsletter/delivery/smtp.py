@@ -167,11 +167,17 @@ class SmtpSender:
                 else:
                     self.consecutive_connection_failures = 0
                 on_outcome(outcome)
-        finally:
-            if conn is not None and conn.usable and self._open:
-                self._idle.append(conn)
-            else:
-                await _quit(conn)
+        except BaseException:
+            # cancelled (Ctrl-C) or failed, perhaps in the middle of a transaction: the connection's
+            # state is unknown (a QUIT sent in the middle of DATA would be read as message text and
+            # wait for the timeout), so it is closed, never reused
+            if conn is not None:
+                conn.client.close()
+            raise
+        if conn is not None and conn.usable and self._open:
+            self._idle.append(conn)
+        else:
+            await _quit(conn)
 
     async def _deliver_one(self, conn: _Connection | None, job: Job) -> tuple[Outcome, _Connection | None]:
         for _ in range(2):
