@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import threading
 import time
 import traceback
 from collections.abc import AsyncIterator, Collection
@@ -84,6 +85,9 @@ class Workers:
         self._procs = [ctx.Process(target=work, daemon=True, args=(
             replace(task, worker=k, workers=count, parent=os.getpid()), w, self._stop))
             for k, w in enumerate(self._writers)]
+        # the pipes are read in a thread (`batches`), which may still be reading when the run is
+        # cancelled and `__exit__` drains them: one reader at a time
+        self._reading = threading.Lock()
 
     def __enter__(self) -> Workers:
         for p, w in zip(self._procs, self._writers):
@@ -97,13 +101,14 @@ class Workers:
         self.stop()
         deadline = time.monotonic() + 30
         while (open_ := [r for r in self._readers if not r.closed]) and time.monotonic() < deadline:
-            ready = connection.wait(open_, timeout=0.1)
-            for r in open_:
-                if r in ready:
-                    try:
-                        r.recv_bytes()
-                    except (EOFError, OSError):
-                        r.close()
+            with self._reading:
+                ready = connection.wait(open_, timeout=0.1)
+                for r in open_:
+                    if r in ready:
+                        try:
+                            r.recv_bytes()
+                        except (EOFError, OSError):
+                            r.close()
         for p in self._procs:
             if p.is_alive():
                 p.terminate()
@@ -122,7 +127,7 @@ class Workers:
         loop = asyncio.get_running_loop()
         live, failure = dict(enumerate(self._readers)), None
         while live:
-            got = await loop.run_in_executor(None, _next, live)
+            got = await loop.run_in_executor(None, self._next, live)
             if got is None:
                 continue  # a quiet second
             k, message = got
@@ -140,19 +145,19 @@ class Workers:
         if failure is not None:
             raise failure
 
-
-def _next(live: dict[int, Connection]) -> tuple[int, tuple[str, Any] | None] | None:
-    """The next message of any worker, or None for its end (a killed worker may leave half a message);
-    None after a quiet second."""
-    ready = connection.wait(list(live.values()), timeout=1.0)
-    for k, r in live.items():
-        if r in ready:
-            try:
-                message: tuple[str, Any] = r.recv()
-                return k, message
-            except (EOFError, OSError):  # gone, perhaps in the middle of a message
-                return k, None
-    return None
+    def _next(self, live: dict[int, Connection]) -> tuple[int, tuple[str, Any] | None] | None:
+        """The next message of any worker, or None for its end (a killed worker may leave half a
+        message); None after a quiet second."""
+        with self._reading:
+            ready = connection.wait([r for r in live.values() if not r.closed], timeout=1.0)
+            for k, r in live.items():
+                if r in ready:
+                    try:
+                        message: tuple[str, Any] = r.recv()
+                        return k, message
+                    except (EOFError, OSError):  # gone, perhaps in the middle of a message
+                        return k, None
+        return None
 
 
 def _ended(code: int | None) -> str:
