@@ -31,8 +31,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SINK, SOURCE = "/usr/sbin/smtp-sink", "/usr/sbin/smtp-source"
-# `ingest` stamps entries with the real time; every subscriber is due at the next top of the hour.
-AT = (datetime.now(timezone.utc).replace(minute=0, second=30, microsecond=0) + timedelta(hours=1)).isoformat()
+# `ingest` stamps entries with the real time; every subscriber is due at the next top of the hour,
+# and a first issue's window is the hour before it: the hour the ingest runs in (checked below).
+AT = (datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)).isoformat()
 ZONES = ["UTC", "Europe/London", "Europe/Berlin", "America/New_York", "Asia/Tokyo", "Asia/Kolkata"]
 TOPICS = ["language model", "diffusion", "reinforcement learning", "graph neural network", "quantization",
           "distillation", "retrieval augmented generation", "vision transformer", "speech recognition",
@@ -187,6 +188,9 @@ def main() -> None:
     print(f"subscribers {args.subscribers:,}, entries 500, concurrency {args.concurrency}")
     t_import, rss_import, _ = _cli(project, state, "subscribers", "import", str(folder / "readers.jsonl"))
     t_ingest, _, _ = _cli(project, state, "ingest")
+    if datetime.now(timezone.utc) >= datetime.fromisoformat(AT):
+        sys.exit("the hour turned while the subscribers were imported: the entries are outside the slot's "
+                 "window; run again")
     print(f"import      {t_import:7.1f} s  (peak RSS {rss_import} MB)")
     print(f"ingest      {t_ingest:7.1f} s")
     sink = None
