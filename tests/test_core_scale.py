@@ -174,6 +174,26 @@ def test_a_delivered_issue_keeps_no_message_bytes(smtp_server, tmp_path: Path) -
     assert recorder.messages
 
 
+
+def test_dropping_a_sent_issues_bytes_does_not_write_them_again(tmp_path: Path) -> None:
+    """Marking an issue sent frees its message bytes without overwriting them with zeros (what
+    SQLite builds with SECURE_DELETE do by default): the write-ahead log grows by a few pages, not
+    by the size of the message, so the delivering process does not write every message twice."""
+    from newsletter.store import NewIssue, Result
+
+    path = tmp_path / "state.sqlite3"
+    message = b"From: x\r\n\r\n" + b"".join(b"line %06d of the digest\r\n" % i for i in range(8000))  # 216 KB
+    with Store(path) as store:
+        issue = NewIssue("a@example.org@2026112707", "a@example.org", NOW, NOW, "pending", ("2611.00001",),
+                         subject="s", message_id="<a>", message=message)
+        store.record_issues([issue], "me:1", None)
+        store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        assert (tmp_path / "state.sqlite3-wal").stat().st_size == 0
+        store.record_results([Result(issue.id, "a@example.org", "sent")], NOW, "me:1", 3)
+        grown = (tmp_path / "state.sqlite3-wal").stat().st_size
+        assert store.issue(issue.id).status == "sent"  # type: ignore[union-attr]
+    assert 0 < grown < len(message) // 4, grown
+
 def test_status_of_a_state_path_that_does_not_exist_is_an_error(tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     project = write_config(tmp_path)
