@@ -262,6 +262,11 @@ class CardMaker:
         self._reasons: dict[tuple[str, tuple[str, ...]], str] = {}
         self._headings: dict[str, tuple[str, str]] = {}
 
+    @property
+    def parts(self) -> int:
+        """How many parts are kept (each paper's marked bodies and the "why" lines)."""
+        return sum(len(p._bodies) for p in self._papers.values()) + len(self._why)
+
     def _paper(self, e: Entry) -> _Paper:
         found = self._papers.get(e.id)
         if found is None or (found.entry is not e and found.entry != e):

@@ -14,7 +14,8 @@ from newsletter.links import Links
 from newsletter.models import Issue, RenderedIssue, Settings
 from newsletter.rendering import HTML_BUDGET, environment, render
 
-CARDS_KEPT = 20_000  # rendered cards kept across batches; past this the renderer starts afresh
+CARDS_KEPT = 20_000  # rendered cards kept across batches; past this the renderer forgets them ...
+PARTS_KEPT = 60_000  # ... and the parts they are made of too, past this many (~40 MB per worker)
 
 
 class Composer:
@@ -38,10 +39,10 @@ class Composer:
 
     def bound(self) -> None:
         """Keep memory bounded whatever the number of subscribers: past CARDS_KEPT cards, the slot
-        renderer forgets its cards (its frames and plans stay)."""
+        renderer forgets its cards, and their parts past PARTS_KEPT (its frames and plans stay)."""
         for r in self._cache.values():
             if getattr(r, "card_count", 0) > CARDS_KEPT:
-                r.trim()
+                r.trim(PARTS_KEPT)
 
     def __call__(self, issue: Issue, link_version: int = 0) -> tuple[RenderedIssue, bytes]:
         settings = self.settings

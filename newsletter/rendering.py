@@ -135,10 +135,13 @@ class SlotRenderer:
         self._profiles: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._updates: dict[tuple[Any, ...], Card] = {}
 
-    def trim(self) -> None:
-        """Forget the cards and what is kept per card or per paper (memory stays bounded), but keep
-        the frames and plans: they are few, and a plan costs two Jinja renderings to learn again."""
-        self._maker = CardMaker(self.words, self._queries, rating=bool(self.settings.base_url))
+    def trim(self, parts_kept: int = 0) -> None:
+        """Forget the cards (memory stays bounded), but keep the frames and plans: they are few, and
+        a plan costs two Jinja renderings to learn again. The parts cards are made of (each paper's
+        marked fields, the "why" lines) stay too while there are at most `parts_kept` of them: a card
+        is made again from its parts in a few microseconds, its parts cost ten times that."""
+        if self._maker.parts > parts_kept:
+            self._maker = CardMaker(self.words, self._queries, rating=bool(self.settings.base_url))
         for kept in (self._cards, self._odd_cards, self._html_cards, self._text_cards, self._updates, self._heads):
             kept.clear()
 

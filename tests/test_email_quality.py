@@ -319,10 +319,11 @@ def test_assembled_issues_are_byte_identical_to_rendering_each_alone(language: s
     assert len(shared._frames) == len(shapes)  # the frame was compiled once per shape, not per subscriber
 
 
-def test_a_trimmed_renderer_keeps_its_plans_and_its_bytes() -> None:
+@pytest.mark.parametrize("parts_kept", [0, 1_000_000])
+def test_a_trimmed_renderer_keeps_its_plans_and_its_bytes(parts_kept: int) -> None:
     """Memory stays bounded (the builder trims the slot renderer past a number of cards): the cards
-    go, the frames and plans stay, and what it renders afterwards is still byte for byte what
-    rendering each issue alone gives."""
+    go, the frames and plans stay, the cards' parts stay within their own bound, and what it renders
+    afterwards is still byte for byte what rendering each issue alone gives."""
     cfg = config({})
     entries = hf_entries() + listing_entries()
     env = environment(None)
@@ -339,9 +340,12 @@ def test_a_trimmed_renderer_keeps_its_plans_and_its_bytes() -> None:
         if half is subs[:60]:
             plans, frames = dict(shared._plans), dict(shared._frames)
             assert shared.card_count > 0 and any(not isinstance(p, int) for p in plans.values())
-            shared.trim()
+            parts = shared._maker.parts
+            assert parts > 0
+            shared.trim(parts_kept)
             assert shared.card_count == 0
             assert shared._plans == plans and shared._frames == frames  # not learned again
+            assert shared._maker.parts == (parts if parts_kept >= parts else 0)
 
 
 def test_data_that_carries_the_placeholder_text_is_rendered_the_direct_way() -> None:
