@@ -37,6 +37,7 @@ _SHARED_LIMIT = 50_000  # distinct shared pieces kept per renderer before the st
 
 
 SOFT_BREAK = b"=\r\n"  # a quoted-printable soft line break: decoding removes it
+_b2a_qp = binascii.b2a_qp
 
 
 def qp(text: str) -> bytes:
@@ -50,11 +51,11 @@ def qp(text: str) -> bytes:
 def _qp_sized(text: str) -> tuple[bytes, int]:
     """`qp(text)` and the size of `text` in UTF-8 (from the one encoding both need)."""
     # a final CRLF makes binascii use CRLF for its soft line breaks too; it is taken off again
-    data = (text.replace("\n", "\r\n") + "\r\n").encode("utf-8")
-    out = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)[:-2]
-    if out.startswith(b".") or b"\n." in out:
+    data = (text.replace("\n", "\r\n") + "\r\n").encode()
+    out = _b2a_qp(data, False, True, False)[:-2]  # quotetabs, istext, header (positional: cheaper)
+    if out[:1] == b"." or b"\n." in out:
         out = _dot_safe(out)
-    return out, len(data) - 2 - text.count("\n")
+    return out, len(text) if text.isascii() else len(data) - 2 - text.count("\n")
 
 
 def _dot_safe(data: bytes) -> bytes:
@@ -112,18 +113,30 @@ class Holed:
     __slots__ = ("holes", "nl", "pieces", "size", "starts_nl", "texts", "wires")
 
     def __init__(self, head: Sequence[SharedText], tail: Sequence[SharedText]) -> None:
-        self.pieces = (*head, *tail)
-        self.holes = len(tail)
-        self.size = sum(p.size for p in self.pieces)
-        self.starts_nl = head[0].starts_nl
-        self.nl = self.pieces[-1].nl
+        first = head[0]
+        self.starts_nl = first.starts_nl
         # the text and the encoded form between the holes; for a prefix that neither starts nor
         # ends a line (a URL): a soft break before it unless the line ended, and after it unless
         # the next piece starts a line
-        wire: list[bytes] = [head[0].wire]
-        for prev, p in zip(head, head[1:]):
-            wire += (p.wire,) if prev.nl or p.starts_nl else (SOFT_BREAK, p.wire)
-        texts, wires, prev = [tuple(head)], [wire], head[-1]
+        wire: list[bytes] = [first.wire]
+        size, prev = first.size, first
+        for p in head[1:]:
+            if prev.nl or p.starts_nl:
+                wire.append(p.wire)
+            else:
+                wire += (SOFT_BREAK, p.wire)
+            size += p.size
+            prev = p
+        if not tail:  # most cards: one piece of text and of wire
+            self.pieces = tuple(head)
+            self.holes, self.size, self.nl = 0, size, prev.nl
+            self.texts, self.wires = (self.pieces,), (tuple(wire),)
+            return
+        self.pieces = (*head, *tail)
+        self.holes = len(tail)
+        self.size = size + sum(p.size for p in tail)
+        self.nl = tail[-1].nl
+        texts, wires = [tuple(head)], [wire]
         for t in tail:
             if not prev.nl:
                 wires[-1].append(SOFT_BREAK)
