@@ -111,6 +111,8 @@ class Holed:
     soft line breaks around each hole placed as `encoded` would place them."""
 
     __slots__ = ("holes", "nl", "pieces", "size", "starts_nl", "texts", "wires")
+    texts: tuple[tuple[SharedText, ...], ...]
+    wires: tuple[tuple[bytes, ...], ...]
 
     def __init__(self, head: Sequence[SharedText], tail: Sequence[SharedText]) -> None:
         first = head[0]
