@@ -174,7 +174,6 @@ def test_a_delivered_issue_keeps_no_message_bytes(smtp_server, tmp_path: Path) -
     assert recorder.messages
 
 
-
 def test_dropping_a_sent_issues_bytes_does_not_write_them_again(tmp_path: Path) -> None:
     """Marking an issue sent frees its message bytes without overwriting them with zeros (what
     SQLite builds with SECURE_DELETE do by default): the write-ahead log grows by a few pages, not
@@ -193,6 +192,7 @@ def test_dropping_a_sent_issues_bytes_does_not_write_them_again(tmp_path: Path) 
         grown = (tmp_path / "state.sqlite3-wal").stat().st_size
         assert store.issue(issue.id).status == "sent"  # type: ignore[union-attr]
     assert 0 < grown < len(message) // 4, grown
+
 
 def test_status_of_a_state_path_that_does_not_exist_is_an_error(tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
