@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import binascii
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 from markupsafe import Markup, escape
 
@@ -378,66 +378,122 @@ class Plan:
                    _runs([item(p) for p in fill(text_source, refs)]))
 
     @staticmethod
-    def _filled(items: list[Item], values: Sequence[str], cards: Sequence[Holed], prefix: SharedText | None,
-                intern: Callable[[str], SharedText]) -> Pieces:
-        """The pieces and, in the same pass, their encoded form (what `joined` gives them): each
-        card's pieces and the issue's prefix between them, without joining a card on its own."""
-        texts: list[str] = []
+    def _wire(items: list[Item], values: Sequence[str], cards: Sequence[Holed], prefix: SharedText | None,
+              intern: Callable[[str], SharedText]) -> tuple[bytes, int]:
+        """The encoded form of the pieces (what `joined` gives them: see `_texts`) and their UTF-8
+        size, from each piece's encoded form: each card's pieces and the issue's prefix between
+        them, without joining a card on its own."""
         wires: list[bytes] = []
+        add, extend = wires.append, wires.extend
         nl, size = True, 0
         plain = prefix is not None and bool(prefix) and not prefix.starts_nl and not prefix.nl
         for it in items:
             kind = type(it)
+            if kind is SharedText:
+                if not nl and not it.starts_nl:  # type: ignore[union-attr]
+                    add(SOFT_BREAK)
+                add(it.wire)  # type: ignore[union-attr]
+                nl = it.nl  # type: ignore[union-attr]
+                size += it.size  # type: ignore[union-attr]
+                continue
             if kind is _CardRef:
                 card = cards[it.k]  # type: ignore[union-attr]
                 if plain or not card.holes:
                     if not nl and not card.starts_nl:
-                        wires.append(SOFT_BREAK)
-                    chunks, encoded_chunks = card.texts, card.wires
-                    texts += chunks[0]
-                    wires += encoded_chunks[0]
+                        add(SOFT_BREAK)
+                    chunks = card.wires
+                    extend(chunks[0])
                     if card.holes:
                         wire = prefix.wire  # type: ignore[union-attr]
-                        for i in range(1, len(chunks)):
-                            texts.append(prefix)  # type: ignore[arg-type]
-                            texts += chunks[i]
-                            wires.append(wire)
-                            wires += encoded_chunks[i]
+                        for chunk in chunks[1:]:
+                            add(wire)
+                            extend(chunk)
                         size += card.holes * prefix.size  # type: ignore[union-attr]
                     nl = card.nl
                     size += card.size
                     continue
                 it = card.fill(prefix)  # an odd prefix (one that starts or ends a line): as one piece
-            elif kind is not SharedText:
+            else:
                 piece = it(values)  # type: ignore[operator]
                 if not it.shared:  # type: ignore[union-attr]
-                    starts = piece.startswith("\n")
-                    if not nl and not starts:
-                        wires.append(SOFT_BREAK)
-                    texts.append(piece)
+                    if not nl and not piece.startswith("\n"):
+                        add(SOFT_BREAK)
                     wire, n = _qp_sized(piece)
-                    wires.append(wire)
+                    add(wire)
                     nl = piece.endswith("\n")
                     size += n
                     continue
                 it = intern(piece)
             if not nl and not it.starts_nl:  # type: ignore[union-attr]
-                wires.append(SOFT_BREAK)
-            texts.append(it)  # type: ignore[arg-type]
-            wires.append(it.wire)  # type: ignore[union-attr]
+                add(SOFT_BREAK)
+            add(it.wire)  # type: ignore[union-attr]
             nl = it.nl  # type: ignore[union-attr]
             size += it.size  # type: ignore[union-attr]
-        out = Pieces(texts)
-        out.wire, out.size = b"".join(wires), size
-        return out
+        return b"".join(wires), size
+
+    @staticmethod
+    def _texts(items: list[Item], values: Sequence[str], cards: Sequence[Holed], prefix: SharedText | None
+               ) -> tuple[str, ...]:
+        """The pieces `_wire` encoded, in order (read only when the text itself is wanted)."""
+        out: list[str] = []
+        for it in items:
+            kind = type(it)
+            if kind is _CardRef:
+                card = cards[it.k]  # type: ignore[union-attr]
+                out += card.texts[0]
+                if prefix is not None and card.holes:
+                    for chunk in card.texts[1:]:
+                        out.append(prefix)
+                        out += chunk
+            elif kind is SharedText:
+                out.append(it)  # type: ignore[arg-type]
+            else:
+                out.append(it(values))  # type: ignore[operator]
+        return tuple(out)
 
     def fill(self, values: list[str], html_cards: Sequence[Holed], text_cards: Sequence[Holed],
-             prefix: SharedText | None, intern: Callable[[str], SharedText]) -> tuple[Pieces, Pieces]:
+             prefix: SharedText | None, intern: Callable[[str], SharedText]) -> tuple[Assembled, Assembled]:
         escaped = list(values)
         for i in self.html_slots:
             escaped[i] = str(escape(values[i]))
-        return (self._filled(self.html, escaped, html_cards, prefix, intern),
-                self._filled(self.text, values, text_cards, prefix, intern))
+        html, text = self.html, self.text
+        return (Assembled(*self._wire(html, escaped, html_cards, prefix, intern),
+                          lambda: self._texts(html, escaped, html_cards, prefix)),
+                Assembled(*self._wire(text, values, text_cards, prefix, intern),
+                          lambda: self._texts(text, values, text_cards, prefix)))
+
+
+class Assembled(Sequence[str]):
+    """One part of one message filled from a plan: its encoded form and UTF-8 size, and its pieces
+    (made when first read: sending needs only the encoded form)."""
+
+    __slots__ = ("_make", "_pieces", "size", "wire")
+
+    def __init__(self, wire: bytes, size: int, make: Callable[[], tuple[str, ...]]) -> None:
+        self.wire, self.size = wire, size
+        self._make: Callable[[], tuple[str, ...]] | None = make
+        self._pieces: tuple[str, ...] = ()
+
+    @property
+    def pieces(self) -> tuple[str, ...]:
+        if self._make is not None:
+            self._pieces, self._make = self._make(), None
+        return self._pieces
+
+    def __len__(self) -> int:
+        return len(self.pieces)
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> tuple[str, ...]: ...
+
+    def __getitem__(self, i: int | slice) -> str | tuple[str, ...]:
+        return self.pieces[i]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.pieces)
 
 
 def _runs(items: list[Item]) -> list[Item]:

@@ -9,7 +9,7 @@ quoted-printable with CRLF line ends and no line that starts with "." (SMTP need
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from newsletter.addresses import wire_form
 from newsletter.models import RenderedIssue, Settings, Subscriber
-from newsletter.assembly import encoded, qp
+from newsletter.assembly import encoded
 from newsletter.rendering import header_text
 from newsletter.tokens import sign
 
@@ -54,6 +54,7 @@ def sender_domain(settings: Settings) -> str:
     return wire_form(sender_address(settings)).rpartition("@")[2] or "localhost"
 
 
+@lru_cache(maxsize=64)  # the list's own address, in every message
 def _mailto(address: str) -> str:
     """An address inside a mailto: URI (RFC 6068): IDNA domain, any other non-ASCII percent-encoded."""
     return quote(wire_form(address), safe="@!$'()*+,;=")
@@ -195,12 +196,10 @@ def _list_unsubscribe(targets: list[str]) -> str:
     return line if len(line) <= LINE_LIMIT else "List-Unsubscribe: " + ("," + CRLF + " ").join(targets)
 
 
-def qp_pieces(pieces: tuple[str, ...], whole: str) -> bytes:
-    """`whole` quoted-printable, from the pieces it was assembled from: each shared piece is encoded
-    once (kept on it) and pieces are joined by a soft line break where a line continues, which
-    decoding removes, so every piece starts a line and no line passes 76 characters."""
-    if not pieces:
-        return qp(whole)
+def qp_pieces(pieces: Sequence[str]) -> bytes:
+    """The text the pieces make, quoted-printable: each shared piece is encoded once (kept on it) and
+    pieces are joined by a soft line break where a line continues, which decoding removes, so every
+    piece starts a line and no line passes 76 characters."""
     wire = getattr(pieces, "wire", None)  # a renderer's Pieces carry it already
     return wire if wire is not None else encoded(pieces)[0]
 
@@ -234,8 +233,8 @@ def build(rendered: RenderedIssue, settings: Settings, subscriber: Subscriber,
     head = (CRLF.join(lines) + CRLF + CRLF).encode("utf-8")  # ASCII unless RFC 6532
     part = (f'--{boundary}\r\nContent-Type: text/%s; charset="utf-8"\r\n'
             "Content-Transfer-Encoding: quoted-printable\r\n\r\n")
-    return b"".join((head, (part % "plain").encode(), qp_pieces(rendered.text_pieces, rendered.text), b"\r\n",
-                     (part % "html").encode(), qp_pieces(rendered.html_pieces, rendered.html), b"\r\n",
+    return b"".join((head, (part % "plain").encode(), qp_pieces(rendered.text_pieces), b"\r\n",
+                     (part % "html").encode(), qp_pieces(rendered.html_pieces), b"\r\n",
                      f"--{boundary}--\r\n".encode()))
 
 

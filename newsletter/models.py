@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import date, datetime
 from pathlib import Path
 
@@ -218,12 +220,20 @@ class Issue:
 
 @dataclass(frozen=True)
 class RenderedIssue:
+    """The HTML and text as the pieces they were assembled from (shared pieces are encoded once per
+    batch); `html` and `text` are joined when first read: sending needs only the encoded pieces."""
+
     issue: Issue  # the papers shown: without those a size budget left out
     subject: str
     preheader: str
-    html: str
-    text: str
+    html_pieces: Sequence[str] = field(repr=False)
+    text_pieces: Sequence[str] = field(repr=False)
     dropped: int = 0  # papers that matched but did not fit the HTML size budget
-    # html/text as the pieces they were assembled from (shared pieces are encoded once per batch)
-    html_pieces: tuple[str, ...] = field(default=(), repr=False, compare=False)
-    text_pieces: tuple[str, ...] = field(default=(), repr=False, compare=False)
+
+    @cached_property
+    def html(self) -> str:
+        return "".join(self.html_pieces)
+
+    @cached_property
+    def text(self) -> str:
+        return "".join(self.text_pieces)

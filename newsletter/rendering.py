@@ -284,9 +284,8 @@ class SlotRenderer:
         if isinstance(plan, Plan) and not self._odd(values, cards):
             html_pieces, text_pieces = plan.fill(values, *self._holed(cards, links.rate), self._interned)
             return RenderedIssue(issue=issue, subject=context["subject"], preheader=context["preheader"],
-                                 html="".join(html_pieces), text="".join(text_pieces),
-                                 dropped=total - len(issue.matches), html_pieces=html_pieces,
-                                 text_pieces=text_pieces)
+                                 html_pieces=html_pieces, text_pieces=text_pieces,
+                                 dropped=total - len(issue.matches))
         result = self._render_jinja(issue, cards, context, total)
         if plan is None:
             self._plans[key] = 1  # a shape seen once is not worth a plan yet
@@ -329,10 +328,10 @@ class SlotRenderer:
         subject, pre, dropped = context["subject"], context["preheader"], total - len(issue.matches)
         if html_pieces is None or text_pieces is None:  # data carried a placeholder character
             html, text = compile_whole(self.env, context, cards)
-            return RenderedIssue(issue=issue, subject=subject, preheader=pre, html=html, text=text, dropped=dropped)
-        return RenderedIssue(issue=issue, subject=subject, preheader=pre, html="".join(html_pieces),
-                             text="".join(text_pieces), dropped=dropped, html_pieces=joined(html_pieces),
-                             text_pieces=joined(text_pieces))
+            return RenderedIssue(issue=issue, subject=subject, preheader=pre, html_pieces=(html,), text_pieces=(text,),
+                                 dropped=dropped)
+        return RenderedIssue(issue=issue, subject=subject, preheader=pre, html_pieces=joined(html_pieces),
+                             text_pieces=joined(text_pieces), dropped=dropped)
 
     def _card_pieces(self, cards: list[Card], rate: str) -> tuple[list[SharedText], list[SharedText]]:
         """Each card's HTML and numbered text as one piece, its rating links made with `rate`."""

@@ -16,6 +16,8 @@ import re
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from enum import StrEnum
+from functools import lru_cache
+from typing import Any
 
 
 class Purpose(StrEnum):
@@ -36,8 +38,11 @@ _SECONDS = re.compile(r"[1-9][0-9]{0,11}")
 _MAC_CHARS = 43  # 32 bytes in unpadded base64url
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
 
 
 def _unb64(text: str) -> bytes | None:
@@ -58,16 +63,37 @@ def _mac(secret: str, purpose: Purpose, subject: bytes, expires: str | None) -> 
         text = purpose.value.encode() + b"\n" + subject
     else:
         text = b"v2\0" + purpose.value.encode() + b"\0" + expires.encode() + b"\0" + subject
-    return hmac.new(secret.encode(), text, hashlib.sha256).digest()
+    inner, outer = _keyed(secret)
+    inner, outer = inner.copy(), outer.copy()
+    inner.update(text)
+    outer.update(inner.digest())
+    return outer.digest()
+
+
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+_BLOCK = hashlib.sha256().block_size
+
+
+@lru_cache(maxsize=16)
+def _keyed(secret: str) -> tuple[Any, Any]:
+    """HMAC-SHA256 (RFC 2104, as `hmac` computes it) keyed once per secret: the inner and outer
+    hash states after the padded key, which each token copies (every message carries four tokens;
+    `hmac.new` would pad and hash the key again for each)."""
+    key = secret.encode()
+    if len(key) > _BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(_BLOCK, b"\0")
+    return hashlib.sha256(key.translate(_IPAD)), hashlib.sha256(key.translate(_OPAD))
 
 
 def make(purpose: Purpose, subject: str, secret: str, *, expires: datetime | None = None) -> str:
     """A token for `subject` that `check` accepts for this purpose only (until `expires`, if given)."""
-    head = _b64(subject.encode())
+    data = subject.encode()
     if expires is None:
-        return f"{head}.{_b64(_mac(secret, purpose, subject.encode(), None))}"
+        return f"{_b64(data)}.{_b64(_mac(secret, purpose, data, None))}"
     seconds = str(int(expires.timestamp()))
-    return f"{head}.{seconds}.{_b64(_mac(secret, purpose, subject.encode(), seconds))}"
+    return f"{_b64(data)}.{seconds}.{_b64(_mac(secret, purpose, data, seconds))}"
 
 
 def check(token: str, purpose: Purpose, secrets: Sequence[str], now: datetime) -> str | None:

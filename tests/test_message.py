@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from newsletter import message as messagelib
+from newsletter.assembly import qp
 from newsletter.config import loads
 from newsletter.matching import EntryIndex, Profile
 from newsletter.models import Config, Entry, Issue, Links
@@ -142,7 +143,7 @@ def test_the_message_is_in_wire_form_crlf_and_dot_safe() -> None:
     "é" * 40 + "\n." + "é" * 40, "\n".join("." * n for n in range(1, 90)),
 ])
 def test_quoted_printable_round_trips_without_a_line_starting_with_a_dot(text: str) -> None:
-    out = messagelib.qp(text)
+    out = qp(text)
     assert not out.startswith(b".") and b"\n." not in out
     assert max(len(line) for line in out.split(b"\r\n")) <= 76
     assert quopri.decodestring(out).decode() == text.replace("\n", "\r\n")

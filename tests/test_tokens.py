@@ -8,7 +8,7 @@ import hmac
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from newsletter import tokens
@@ -33,6 +33,22 @@ def test_unsubscribe_links_already_sent_stay_valid() -> None:
     assert tokens.sign(address, SECRET) == old
     assert tokens.verify(old, SECRET) == address
     assert check(old, Purpose.UNSUBSCRIBE, [SECRET], NOW) == address
+
+
+@given(st.text(max_size=200), st.binary(max_size=300))
+@example("", b"")
+@example("k" * 63, b"x")
+@example("k" * 64, b"x")
+@example("k" * 65, b"x")
+@example("é" * 32, b"x")
+@example("é" * 33, b"x")
+def test_the_mac_is_hmac_sha256_for_any_secret(secret: str, text: bytes) -> None:
+    """Tokens are keyed once per secret (tokens._keyed); the MAC is still the standard library's HMAC,
+    for secrets shorter and longer than SHA-256's block (the key is hashed first)."""
+    mac = tokens._mac(secret, Purpose.VIEW, text, None)
+    assert mac == hmac.new(secret.encode(), b"view\n" + text, hashlib.sha256).digest()
+    again = tokens._mac(secret, Purpose.VIEW, text, "1800000000")
+    assert again == hmac.new(secret.encode(), b"v2\0view\x001800000000\0" + text, hashlib.sha256).digest()
 
 
 def _other_spelling(token: str) -> str:
