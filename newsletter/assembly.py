@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, overload
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 # Placeholders while a frame is assembled (MJML drops private-use characters, so plain ASCII);
 # output that holds them other than where they were put takes the direct path
@@ -260,35 +260,48 @@ def shape(context: dict[str, Any], constant: tuple[str, ...] = ("newsletter", "t
     `sentinels`). Values nest two levels at most (a list in a dict)."""
     values: list[str] = []
     add = values.append
-
-    def leaf(v: Any) -> Any:
-        kind = type(v)
-        if kind is str:
-            if v:
-                add(v)
-                return 1
-            return 0
-        if kind is int and v:  # a number is a value too (a template that computes with it gets no plan)
-            add(str(v))
-            return 2
-        if v is None or kind is bool or kind is int:
-            return v
-        raise TypeError(f"no plan for a {kind.__name__} in the context")
-
-    def level(v: Any) -> Any:
-        if type(v) is list:
-            return ("[", tuple([leaf(x) for x in v]))
-        return leaf(v)
-
-    key = []
+    key: list[tuple[str, Any]] = []
     for k, v in context.items():
         if k in constant:
             continue
         if type(v) is dict:
-            key.append((k, tuple([(kk, level(x)) for kk, x in v.items()])))
+            inner = []
+            for kk, x in v.items():
+                if type(x) is str:  # most values: inline
+                    if x:
+                        add(x)
+                    inner.append((kk, 1 if x else 0))
+                else:
+                    inner.append((kk, _level(x, add)))
+            key.append((k, tuple(inner)))
+        elif type(v) is str:
+            if v:
+                add(v)
+            key.append((k, 1 if v else 0))
         else:
-            key.append((k, level(v)))
+            key.append((k, _level(v, add)))
     return (len(context["papers"]), tuple(key)), values
+
+
+def _level(v: Any, add: Callable[[str], None]) -> Any:
+    if type(v) is list:
+        return ("[", tuple([_leaf(x, add) for x in v]))
+    return _leaf(v, add)
+
+
+def _leaf(v: Any, add: Callable[[str], None]) -> Any:
+    kind = type(v)
+    if kind is str:
+        if v:
+            add(v)
+            return 1
+        return 0
+    if kind is int and v:  # a number is a value too (a template that computes with it gets no plan)
+        add(str(v))
+        return 2
+    if v is None or kind is bool or kind is int:
+        return v
+    raise TypeError(f"no plan for a {kind.__name__} in the context")
 
 
 def sentinels(context: dict[str, Any], constant: tuple[str, ...] = ("newsletter", "t", "papers")
@@ -310,6 +323,13 @@ def sentinels(context: dict[str, Any], constant: tuple[str, ...] = ("newsletter"
     out = {k: v if k in constant else walk(v, k) for k, v in context.items()}
     out["papers"] = [{"card_html": Markup(token(k)), "card_text": token(k)} for k in range(len(context["papers"]))]
     return out, paths
+
+
+def html_escape(value: str) -> str:
+    """`markupsafe.escape` (what Jinja's autoescape applies) for a str, without making a Markup: the
+    same five characters and the same entities (a test holds the two equal)."""
+    return (value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&#34;")
+            .replace("'", "&#39;"))
 
 
 class _CardRef(str):
@@ -455,7 +475,7 @@ class Plan:
              prefix: SharedText | None, intern: Callable[[str], SharedText]) -> tuple[Assembled, Assembled]:
         escaped = list(values)
         for i in self.html_slots:
-            escaped[i] = str(escape(values[i]))
+            escaped[i] = html_escape(values[i])
         html, text = self.html, self.text
         return (Assembled(*self._wire(html, escaped, html_cards, prefix, intern),
                           lambda: self._texts(html, escaped, html_cards, prefix)),

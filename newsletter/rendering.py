@@ -21,8 +21,8 @@ import jinja2
 import mjml
 from markupsafe import Markup
 
-from newsletter.assembly import (OPEN, Frame, Holed, Interned, Plan, SharedText, assemble, fill, frame, hollow, joined,
-                                 sentinels, shape, split_tokens, token)
+from newsletter.assembly import (OPEN, Frame, Holed, Interned, Pieces, Plan, SharedText, assemble, fill, frame, hollow,
+                                 joined, sentinels, shape, split_tokens, token)
 from newsletter.cards import ABSTRACT_LIMIT, Card, CardMaker, authors_line, make_card, paper_links, trim_abstract, why_line
 from newsletter.highlights import highlight_spans, hit_terms, marked_html, marked_text
 from newsletter.catalogue import Catalogue
@@ -123,13 +123,12 @@ class SlotRenderer:
         self._maker = CardMaker(self.words, self._queries, rating=bool(settings.base_url))
         self._cards: dict[tuple[Any, ...], Card] = {}
         self._odd_cards: set[int] = set()  # ids of cards whose data carries placeholder text
-        # by id(card): cards live as long as the renderer; a card with rating links is several pieces,
-        # the issue's rating prefix going between them
-        self._html_cards: dict[tuple[int, bool], Holed] = {}
-        self._text_cards: dict[tuple[int, int, bool], Holed] = {}
+        # by id(card), with rating links or without: cards live as long as the renderer; a card with
+        # rating links is several pieces, the issue's rating prefix going between them
+        self._holed_cards: tuple[dict[int, _CardPieces], dict[int, _CardPieces]] = ({}, {})
         self._frames: dict[str, Frame | None] = {}
         self._planned = _default_theme(self.env)
-        self._plans: dict[Any, Plan | int] = {}  # shape -> its plan, 1 (seen once) or 0 (none)
+        self._plans: dict[Any, Plan | int] = {}  # shape -> its plan, or 0 (none)
         self._interned = Interned()
         self._heads: dict[tuple[Any, ...], tuple[str, str, str, str]] = {}
         self._profiles: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -142,7 +141,7 @@ class SlotRenderer:
         is made again from its parts in a few microseconds, its parts cost ten times that."""
         if self._maker.parts > parts_kept:
             self._maker = CardMaker(self.words, self._queries, rating=bool(self.settings.base_url))
-        for kept in (self._cards, self._odd_cards, self._html_cards, self._text_cards, self._updates, self._heads):
+        for kept in (self._cards, self._odd_cards, *self._holed_cards, self._updates, self._heads):
             kept.clear()
 
     @property
@@ -287,10 +286,9 @@ class SlotRenderer:
                                  html_pieces=html_pieces, text_pieces=text_pieces,
                                  dropped=total - len(issue.matches))
         result = self._render_jinja(issue, cards, context, total)
-        if plan is None:
-            self._plans[key] = 1  # a shape seen once is not worth a plan yet
-        elif plan == 1 and result.html_pieces and not self._odd(values, cards):
-            self._plans[key] = self._make_plan(context, values, cards, result) or 0
+        if plan is None:  # a shape seen for the first time: its plan, checked against this rendering
+            self._plans[key] = (self._make_plan(context, values, cards, result)
+                                if type(result.html_pieces) is Pieces and not self._odd(values, cards) else None) or 0
         return result
 
     def _odd(self, values: list[str], cards: list[Card]) -> bool:
@@ -343,20 +341,18 @@ class SlotRenderer:
         the prefix (`rate`: the issue's, encoded once for all the cards of the message)."""
         prefix = SharedText(rate) if rate else None
         rated = prefix is not None
-        html_cards, text_cards, intern = self._html_cards, self._text_cards, self._interned
+        kept, intern = self._holed_cards[rated], self._interned
         html, text = [], []
         for number, card in enumerate(cards, start=1):
-            key = (id(card), rated)
-            found = html_cards.get(key)
+            found = kept.get(id(card))
             if found is None:
-                found = html_cards[key] = _holed(card.html_parts, card.rate_html if rated else (), intern)
-            html.append(found)
-            key3 = (id(card), number, rated)
-            found = text_cards.get(key3)
-            if found is None:
-                found = text_cards[key3] = _holed((f"{card.lead}{number}. ", *card.text_parts),
-                                                  card.rate_text if rated else (), intern)
-            text.append(found)
+                found = kept[id(card)] = _CardPieces(_holed(card.html_parts, card.rate_html if rated else (), intern))
+            html.append(found.html)
+            numbered = found.text.get(number)
+            if numbered is None:
+                numbered = found.text[number] = _holed((f"{card.lead}{number}. ", *card.text_parts),
+                                                       card.rate_text if rated else (), intern)
+            text.append(numbered)
         return html, text, prefix
 
     def _frame_of(self, skeleton: str, blocks: int) -> Frame | None:
@@ -384,6 +380,16 @@ class _Personal:
     change: str
     view: str
     rate: str
+
+
+class _CardPieces:
+    """One card as shared pieces: its HTML, and its text under each number it has had."""
+
+    __slots__ = ("html", "text")
+
+    def __init__(self, html: Holed) -> None:
+        self.html = html
+        self.text: dict[int, Holed] = {}
 
 
 def _holed(parts: tuple[str, ...], rate: tuple[str, ...], intern: Interned) -> Holed:

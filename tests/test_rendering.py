@@ -273,3 +273,14 @@ def test_fast_wrapping_gives_textwraps_lines(words: list[str], gaps: list[str], 
     first, rest = indents
     assert wrap_lines(text, width, first, rest) == textwrap.wrap(
         text, width, initial_indent=first, subsequent_indent=rest, break_long_words=False, break_on_hyphens=False)
+
+
+@given(st.text(alphabet=st.sampled_from("&<>\"'a é;#\u00a0"), max_size=60) | st.text(max_size=60))
+def test_plans_escape_values_as_jinja_does(value: str) -> None:
+    """A plan puts each value into the HTML escaped by `assembly.html_escape`: exactly what Jinja's
+    autoescape (markupsafe) writes for it."""
+    from markupsafe import escape
+
+    from newsletter.assembly import html_escape
+
+    assert html_escape(value) == str(escape(value))
