@@ -515,6 +515,9 @@ class Assembled(Sequence[str]):
     def __iter__(self) -> Iterator[str]:
         return iter(self.pieces)
 
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled as the pieces it stands for
+        return joined, (self.pieces,)
+
 
 def _runs(items: list[Item]) -> list[Item]:
     """Each stretch of consecutive shared pieces as one run."""

@@ -218,10 +218,11 @@ class Issue:
         return not self.matches and not self.trending and not self.updates
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RenderedIssue:
     """The HTML and text as the pieces they were assembled from (shared pieces are encoded once per
-    batch); `html` and `text` are joined when first read: sending needs only the encoded pieces."""
+    batch); `html` and `text` are joined when first read: sending needs only the encoded pieces.
+    Two are equal when they show the same issue with the same subject, preheader, HTML and text."""
 
     issue: Issue  # the papers shown: without those a size budget left out
     subject: str
@@ -237,3 +238,11 @@ class RenderedIssue:
     @cached_property
     def text(self) -> str:
         return "".join(self.text_pieces)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RenderedIssue):
+            return NotImplemented
+        return ((self.issue, self.subject, self.preheader, self.dropped, self.html, self.text)
+                == (other.issue, other.subject, other.preheader, other.dropped, other.html, other.text))
+
+    __hash__ = None  # type: ignore[assignment]  # equal by value, and its pieces are not hashable

@@ -5,6 +5,7 @@ message catalogue, the size budget, and render-once-assemble-many giving the sam
 from __future__ import annotations
 
 import json
+import pickle
 import random
 import re
 from dataclasses import replace
@@ -304,6 +305,7 @@ def test_assembled_issues_are_byte_identical_to_rendering_each_alone(language: s
         assert (fast.html, fast.text, fast.subject, fast.preheader) == \
             (alone.html, alone.text, alone.subject, alone.preheader), sub
         assert "".join(fast.html_pieces) == fast.html and "".join(fast.text_pieces) == fast.text
+        assert fast == alone and pickle.loads(pickle.dumps(fast)) == fast
         if web:  # every paper carries its own rating links, under this issue's signed prefix
             rate = personal["rate_url"]
             for m in issue.matches:
