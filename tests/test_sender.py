@@ -178,6 +178,48 @@ def test_each_outcome_is_reported_as_soon_as_it_is_known() -> None:
     assert handler.saw_report_first and outcomes == ["issue-1", "issue-0"]
 
 
+@dataclass
+class HoldsData(Recorder):
+    """Holds the DATA of `held` (up to ~10 s) and notes whether the client closed the connection under it."""
+
+    held: str = ""
+    holding: threading.Event = field(default_factory=threading.Event)
+    gone: threading.Event = field(default_factory=threading.Event)
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
+        if envelope.rcpt_tos != [self.held]:
+            return await super().handle_DATA(server, session, envelope)
+        self.holding.set()
+        try:
+            for _ in range(1000):
+                await asyncio.sleep(0.01)
+        except asyncio.CancelledError:  # aiosmtpd cancels the session when the connection is lost
+            self.gone.set()
+            raise
+        return "451 4.3.0 held for too long"
+
+
+def test_a_cancelled_send_closes_the_connection_it_opened_for_the_message_in_flight() -> None:
+    """Ctrl-C (or a service stopping) while a message goes out on a connection opened for it: that
+    connection is closed at once, not left open until the process ends."""
+    handler = HoldsData(held="user1@example.org")
+    outcomes: list[Outcome] = []
+
+    async def main(port: int) -> bool:
+        # one connection per message: the second message goes out on a connection opened for it
+        task = asyncio.create_task(SmtpSender(config(port, concurrency=1, max_per_connection=1))
+                                   .deliver(jobs(0, 2), outcomes.append))
+        assert await asyncio.to_thread(handler.holding.wait, 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return await asyncio.to_thread(handler.gone.wait, 5)  # while this event loop still runs
+
+    with serving(handler) as port:
+        closed = asyncio.run(main(port))
+    assert closed and [o.issue_id for o in outcomes] == ["issue-0"]
+
+
 def test_should_stop_lets_the_transaction_in_flight_finish_and_starts_no_other(smtp_server) -> None:  # noqa: ANN001
     recorder, port = smtp_server
     outcomes: list[Outcome] = []

@@ -180,24 +180,32 @@ class SmtpSender:
             await _quit(conn)
 
     async def _deliver_one(self, conn: _Connection | None, job: Job) -> tuple[Outcome, _Connection | None]:
-        for _ in range(2):
-            reused = conn is not None and conn.usable and conn.sent < self.config.max_per_connection
-            if not reused:
-                await _quit(conn)
-                conn = None
-                try:
-                    conn = await self._connect()
-                except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
-                    return self._connection_failure(job, exc), None
-            assert conn is not None
-            outcome, step = await self._transaction(conn, job)
-            conn.sent += 1
-            if not conn.usable:
-                conn = None
-            if outcome.connection and reused and step == "mail":
-                continue  # the server closed a connection that sat idle: once more on a fresh one
+        given = conn
+        try:
+            for _ in range(2):
+                reused = conn is not None and conn.usable and conn.sent < self.config.max_per_connection
+                if not reused:
+                    await _quit(conn)
+                    conn = None
+                    try:
+                        conn = await self._connect()
+                    except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+                        return self._connection_failure(job, exc), None
+                assert conn is not None
+                outcome, step = await self._transaction(conn, job)
+                conn.sent += 1
+                if not conn.usable:
+                    conn = None
+                if outcome.connection and reused and step == "mail":
+                    continue  # the server closed a connection that sat idle: once more on a fresh one
+                return outcome, conn
             return outcome, conn
-        return outcome, conn
+        except BaseException:
+            # cancelled (or failed) on a connection opened here, which the caller does not hold:
+            # closed like the caller closes its own (see `_worker`)
+            if conn is not None and conn is not given:
+                conn.client.close()
+            raise
 
     async def _connect(self) -> _Connection:
         c = self.config
