@@ -326,8 +326,9 @@ def sentinels(context: dict[str, Any], constant: tuple[str, ...] = ("newsletter"
 
 
 def html_escape(value: str) -> str:
-    """`markupsafe.escape` (what Jinja's autoescape applies) for a str, without making a Markup: the
-    same five characters and the same entities (a test holds the two equal)."""
+    """`markupsafe.escape` (what Jinja's autoescape applies) for an exact str, without making a
+    Markup: the same five characters and the same entities (a test holds the two equal). Never for a
+    Markup, which markupsafe leaves as it is (`shape` lets only exact strings through)."""
     return (value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&#34;")
             .replace("'", "&#39;"))
 
@@ -496,8 +497,10 @@ class Assembled(Sequence[str]):
 
     @property
     def pieces(self) -> tuple[str, ...]:
-        if self._make is not None:
-            self._pieces, self._make = self._make(), None
+        make = self._make  # read once: two threads may ask at the same time
+        if make is not None:
+            self._pieces = make()
+            self._make = None
         return self._pieces
 
     def __len__(self) -> int:

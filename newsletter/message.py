@@ -200,7 +200,7 @@ def qp_pieces(pieces: Sequence[str]) -> bytes:
     """The text the pieces make, quoted-printable: each shared piece is encoded once (kept on it) and
     pieces are joined by a soft line break where a line continues, which decoding removes, so every
     piece starts a line and no line passes 76 characters."""
-    wire = getattr(pieces, "wire", None)  # a renderer's Pieces carry it already
+    wire = getattr(pieces, "wire", None)  # a renderer's pieces (Pieces, Assembled) carry it already
     return wire if wire is not None else encoded(pieces)[0]
 
 

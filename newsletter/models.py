@@ -222,7 +222,8 @@ class Issue:
 class RenderedIssue:
     """The HTML and text as the pieces they were assembled from (shared pieces are encoded once per
     batch); `html` and `text` are joined when first read: sending needs only the encoded pieces.
-    Two are equal when they show the same issue with the same subject, preheader, HTML and text."""
+    Two are equal when they show the same issue with the same subject, preheader, HTML, text and
+    number of papers left out."""
 
     issue: Issue  # the papers shown: without those a size budget left out
     subject: str
@@ -230,6 +231,11 @@ class RenderedIssue:
     html_pieces: Sequence[str] = field(repr=False)
     text_pieces: Sequence[str] = field(repr=False)
     dropped: int = 0  # papers that matched but did not fit the HTML size budget
+
+    def __post_init__(self) -> None:
+        for name in ("html_pieces", "text_pieces"):  # a whole string is one piece, not one per character
+            if isinstance(getattr(self, name), str):
+                object.__setattr__(self, name, (getattr(self, name),))
 
     @cached_property
     def html(self) -> str:

@@ -38,6 +38,7 @@ __all__ = ["ABSTRACT_LIMIT", "HTML_BUDGET", "NBSP", "WRAP", "Card", "Catalogue",
            "profile_summary", "render", "subject_line", "trim_abstract", "why_line"]
 
 HTML_BUDGET = 102_000  # bytes of HTML: Gmail clips a message body above ~102 KB and hides the footer
+PLANS_KEPT = 1_000  # shapes of issue planned per renderer (tens of KB each) before it starts again
 _HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
 
 
@@ -128,15 +129,15 @@ class SlotRenderer:
         self._holed_cards: tuple[dict[int, _CardPieces], dict[int, _CardPieces]] = ({}, {})
         self._frames: dict[str, Frame | None] = {}
         self._planned = _default_theme(self.env)
-        self._plans: dict[Any, Plan | int] = {}  # shape -> its plan, or 0 (none)
+        self._plans: dict[Any, Plan | int] = {}  # shape -> its plan, or 0 (it cannot have one); absent: not tried
         self._interned = Interned()
         self._heads: dict[tuple[Any, ...], tuple[str, str, str, str]] = {}
         self._profiles: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._updates: dict[tuple[Any, ...], Card] = {}
 
     def trim(self, parts_kept: int = 0) -> None:
-        """Forget the cards (memory stays bounded), but keep the frames and plans: they are few, and
-        a plan costs two Jinja renderings to learn again. The parts cards are made of (each paper's
+        """Forget the cards (memory stays bounded), but keep the frames and plans: there are at most
+        PLANS_KEPT, and a plan costs three Jinja renderings to learn again. The parts cards are made of (each paper's
         marked fields, the "why" lines) stay too while there are at most `parts_kept` of them: a card
         is made again from its parts in a few microseconds, its parts cost ten times that."""
         if self._maker.parts > parts_kept:
@@ -286,9 +287,12 @@ class SlotRenderer:
                                  html_pieces=html_pieces, text_pieces=text_pieces,
                                  dropped=total - len(issue.matches))
         result = self._render_jinja(issue, cards, context, total)
-        if plan is None:  # a shape seen for the first time: its plan, checked against this rendering
-            self._plans[key] = (self._make_plan(context, values, cards, result)
-                                if type(result.html_pieces) is Pieces and not self._odd(values, cards) else None) or 0
+        if plan is None and type(result.html_pieces) is Pieces and not self._odd(values, cards):
+            # the shape's plan, checked against this rendering (an issue with odd data, which takes
+            # the direct path, decides nothing: the next issue of the shape tries)
+            if len(self._plans) >= PLANS_KEPT:
+                self._plans.clear()
+            self._plans[key] = self._make_plan(context, values, cards, result) or 0
         return result
 
     def _odd(self, values: list[str], cards: list[Card]) -> bool:

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from email import message_from_bytes, policy
 from email.header import decode_header, make_header
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -19,7 +19,7 @@ from newsletter import message as messagelib
 from newsletter.assembly import qp
 from newsletter.config import loads
 from newsletter.matching import EntryIndex, Profile
-from newsletter.models import Config, Entry, Issue, Links
+from newsletter.models import Config, Entry, Issue, Links, RenderedIssue
 from newsletter.rendering import render
 
 NOW = datetime(2026, 11, 27, 7, 0, tzinfo=timezone.utc)
@@ -136,6 +136,13 @@ def test_the_message_is_in_wire_form_crlf_and_dot_safe() -> None:
     msg = message_from_bytes(raw, policy=policy.default)
     text = msg.get_body(("plain",)).get_content()
     assert ".y" in text and "x" * 74 in text
+
+
+def test_a_rendered_issue_given_whole_strings_holds_each_as_one_piece() -> None:
+    """Not one piece per character (each joined by a soft line break: four times the bytes)."""
+    r = RenderedIssue(cast(Issue, None), "S", "P", html_pieces="<p>a b</p>", text_pieces="a b\n")
+    assert (r.html_pieces, r.text_pieces, r.html, r.text) == (("<p>a b</p>",), ("a b\n",), "<p>a b</p>", "a b\n")
+    assert messagelib.qp_pieces(r.text_pieces) == qp("a b\n")
 
 
 @pytest.mark.parametrize("text", [
