@@ -272,5 +272,5 @@ class BatchMatcher:
             for q in profile.keywords:
                 if self.index.query_mask(q) >> i & 1:
                     hits.extend(self.index.hits(q, i))
-            out.append(Match(self.index.entries[i], float(score), tuple(dict.fromkeys(hits))))
+            out.append(Match(self.index.entries[i], float(score), profile.hits(hits)))
         return out

@@ -32,10 +32,19 @@ class Profile:
     min_upvotes: int = 0
     keyword_texts: tuple[str, ...] = field(init=False, repr=False, compare=False)
     exclude_texts: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    distinct: bool = field(init=False, repr=False, compare=False)  # see `hits`
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keyword_texts", tuple(q.text for q in self.keywords))
         object.__setattr__(self, "exclude_texts", tuple(q.text for q in self.exclude))
+        object.__setattr__(self, "distinct", len(set(self.keyword_texts)) == len(self.keyword_texts)
+                           and all(q.distinct_terms for q in self.keywords))
+
+    def hits(self, found: list[Hit]) -> tuple[Hit, ...]:
+        """The keywords' hits on one entry (each query's from `EntryIndex.hits`, in order), each once. A
+        hit names its query and term: only a query listed twice, or a term twice in one query, can
+        repeat one, so most profiles need no check."""
+        return tuple(found) if self.distinct else tuple(dict.fromkeys(found))
 
     @classmethod
     def from_strings(
@@ -300,7 +309,7 @@ class EntryIndex:
             for q in profile.keywords:
                 if self.query_mask(q) >> i & 1:
                     hits.extend(self.hits(q, i))
-            out.append(Match(self.entries[i], totals[i], tuple(dict.fromkeys(hits))))
+            out.append(Match(self.entries[i], totals[i], profile.hits(hits)))
         return out
 
 

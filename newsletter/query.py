@@ -53,9 +53,13 @@ class Query:
     text: str
     root: Node
     _positive_terms: tuple[Term, ...] = field(init=False, repr=False, compare=False)
+    # no term text twice among them: the query's hits on an entry never repeat (see matching.Profile)
+    distinct_terms: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_positive_terms", tuple(_positive(self.root, negated=False)))
+        terms = tuple(_positive(self.root, negated=False))
+        object.__setattr__(self, "_positive_terms", terms)
+        object.__setattr__(self, "distinct_terms", len({t.text for t in terms}) == len(terms))
 
     def positive_terms(self) -> tuple[Term, ...]:
         """Terms whose presence can make the query match (not under a NOT): the reasons."""

@@ -160,6 +160,22 @@ def test_reasons_say_which_term_and_where() -> None:
     }
 
 
+@pytest.mark.parametrize("keywords", [["LLM", "LLM"], ["LLM OR LLM"], ["LLM OR llm", "quantization", "LLM OR llm"]])
+def test_each_reason_is_given_once_however_often_the_profile_says_it(keywords: list[str]) -> None:
+    """A query listed twice, or a term twice in one query: each hit once, batch or not."""
+    from newsletter.batch import BatchMatcher
+
+    entries = [Entry(id="x", title="Quantization of LLMs", abstract="LLM")]
+    profile = Profile.from_strings(keywords)
+    index = EntryIndex(entries)
+    (m,) = index.select(profile)
+    batch = BatchMatcher(index)
+    (b,) = batch.matches(profile, batch.select_many([profile], 10, index.all).top(0))
+    for hits in (m.hits, b.hits):
+        assert len(hits) == len(set(hits)) and {(h.term, h.field) for h in hits} >= {("LLM", "title"), ("LLM", "abstract")}
+    assert m.hits == b.hits
+
+
 def test_exclude_and_min_upvotes() -> None:
     entries = [Entry(id="a", title="diffusion survey", upvotes=10), Entry(id="b", title="diffusion", upvotes=1),
                Entry(id="c", title="diffusion", upvotes=None)]
