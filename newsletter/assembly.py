@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import binascii
 import re
+from itertools import islice
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, overload
@@ -546,9 +547,12 @@ class Interned:
         self._pieces: dict[str, SharedText] = {}
 
     def __call__(self, piece: str) -> SharedText:
+        if type(piece) is SharedText:  # encoded where it was made (a card's parts): kept there
+            return piece
         found = self._pieces.get(piece)
         if found is None:
-            if len(self._pieces) >= _SHARED_LIMIT:
-                self._pieces.clear()
+            if len(self._pieces) >= _SHARED_LIMIT:  # the older half goes: the newer are the ones in use
+                for old in list(islice(self._pieces, _SHARED_LIMIT // 2)):
+                    del self._pieces[old]
             found = self._pieces[piece] = SharedText(piece)
         return found

@@ -5,6 +5,7 @@ Data is escaped here (`markupsafe.escape`) before MJML sees it, so a title such 
 `</mj-text><mj-raw><script>` stays text. A `CardMaker` keeps what the variants of one paper share
 (its readable title and abstract, author line, links, the words of each field and where each term
 occurs in them), so a new variant costs a few joins and the wrapping of what its marks changed.
+A card's parts are `SharedText`: encoded for the wire once, when made, and kept encoded with them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from urllib.parse import quote, quote_plus
 
 from markupsafe import Markup
 
+from newsletter.assembly import SharedText
 from newsletter.highlights import Spans, Words, esc, hit_terms, marked_escaped, marked_text, merged
 from newsletter.models import Entry, Hit, Match, Update
 from newsletter.query import Query, Term
@@ -244,7 +246,7 @@ class _Paper:
                              else [title_wrapped, f"   {self.url}"])
             if self.abstract:
                 text += "\n\n" + abstract_wrapped
-            found = self._bodies[key] = (html, text + self.links_text)
+            found = self._bodies[key] = (SharedText(html), SharedText(text + self.links_text))
         return found
 
 
@@ -296,8 +298,8 @@ class CardMaker:
         if found is None:
             why = match.why or self._why_line(key)
             label = self.words("why_trending" if match.why else "why")
-            found = self._why[key] = (why, f'<p class="w"><em>{esc(label)}</em> {esc(why)}</p>',
-                                      "\n\n" + wrap(f"{label} {why}"))
+            found = self._why[key] = (why, SharedText(f'<p class="w"><em>{esc(label)}</em> {esc(why)}</p>'),
+                                      SharedText("\n\n" + wrap(f"{label} {why}")))
         return found
 
     def _why_line(self, hits: tuple[tuple[str, str], ...]) -> str:

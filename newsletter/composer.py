@@ -16,7 +16,8 @@ from newsletter.rendering import HTML_BUDGET, environment, render
 
 CARDS_KEPT = 20_000  # rendered cards kept across batches; past this the renderer forgets them ...
 PARTS_KEPT = 60_000  # ... and the parts they are made of too, past this many (~60 MB per worker on
-#                      bench/end_to_end's workload: a worker's peak 390 -> 452 MB at 100,000 subscribers)
+#                      bench/end_to_end's workload, ~90 MB with the encoded form each part keeps: one
+#                      worker's share of 100,000 subscribers built in one process peaks at ~420 MB)
 
 
 class Composer:

@@ -20,7 +20,7 @@ import yaml
 from conftest import DATA, LISTING
 from newsletter import message as messagelib
 from newsletter import rendering
-from newsletter.assembly import Assembled
+from newsletter.assembly import Assembled, SharedText
 from newsletter.config import loads
 from newsletter.matching import EntryIndex, Profile
 from newsletter.links import Links as WebLinks
@@ -375,6 +375,22 @@ def test_an_odd_first_issue_does_not_keep_its_shape_from_a_plan(monkeypatch: pyt
         shared.render(issue_of(cfg, entries, sub, issue_id=f"cap{k}"), unsubscribe_url="https://u.example/x",
                       change_url="mailto:c@example.org")
         assert len(shared._plans) <= 2
+
+
+def test_a_card_made_again_after_a_trim_reuses_its_parts_encoded_form() -> None:
+    """A card's parts (the paper with its marks, the "why" line) are encoded once, when made, and kept
+    with the parts: a card made again from kept parts encodes nothing again."""
+    cfg = config()
+    entries = hf_entries() + listing_entries()
+    shared = SlotRenderer(cfg.settings, environment(None))
+    issue = issue_of(cfg, entries, _subscribers(1)[0])
+    before = shared.cards(issue)
+    shared.trim(10**9)  # forget the cards, keep their parts
+    after = shared.cards(issue)
+    assert before and all(a is not b for a, b in zip(after, before))
+    for a, b in zip(after, before):
+        for mine, theirs in ((a.html_parts, b.html_parts), (a.text_parts, b.text_parts)):
+            assert all(type(x) is SharedText and x is y for x, y in zip(mine, theirs))
 
 
 def test_data_that_carries_the_placeholder_text_is_rendered_the_direct_way() -> None:
