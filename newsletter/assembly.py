@@ -547,12 +547,14 @@ class Interned:
         self._pieces: dict[str, SharedText] = {}
 
     def __call__(self, piece: str) -> SharedText:
-        if type(piece) is SharedText:  # encoded where it was made (a card's parts): kept there
+        # a piece encoded where it was made (a card's parts) keeps that encoded form, as `encoded` does
+        if type(piece) is SharedText:
             return piece
         found = self._pieces.get(piece)
         if found is None:
-            if len(self._pieces) >= _SHARED_LIMIT:  # the older half goes: the newer are the ones in use
-                for old in list(islice(self._pieces, _SHARED_LIMIT // 2)):
+            if len(self._pieces) >= _SHARED_LIMIT:
+                # the half added first goes (a piece of it still in use is encoded again when next met)
+                for old in list(islice(self._pieces, max(1, _SHARED_LIMIT // 2))):
                     del self._pieces[old]
             found = self._pieces[piece] = SharedText(piece)
         return found
