@@ -3,8 +3,8 @@
 Data is escaped by Jinja (autoescape on for *.mjml.j2) or by `markupsafe.escape` (cards.py) before
 MJML compiles it, so a title such as `</mj-text><mj-raw><script>` stays text. Render once, assemble
 many: a `SlotRenderer` builds each paper's card (per highlight variant) once, compiles the MJML
-frame once per shape, and assembles each subscriber's HTML and text from those pieces (assembly.py);
-the result is the same, byte for byte, as compiling that subscriber's whole document (`compile_whole`).
+frame once per shape, and assembles each subscriber's HTML and text from those pieces (assembly.py,
+plans.py); the result is the same, byte for byte, as compiling that subscriber's whole document (`compile_whole`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import jinja2
 import mjml
 from markupsafe import Markup
 
-from newsletter.assembly import (OPEN, Frame, Holed, Interned, Pieces, Plan, SharedText, assemble, fill, frame, hollow,
-                                 joined, sentinels, shape, split_tokens, token)
+from newsletter.assembly import (OPEN, Frame, Holed, Interned, Pieces, SharedText, assemble, fill, frame, hollow, joined,
+                                 split_tokens, token)
+from newsletter.plans import Plan, sentinels, shape
 from newsletter.cards import ABSTRACT_LIMIT, Card, CardMaker, authors_line, make_card, paper_links, trim_abstract, why_line
 from newsletter.highlights import highlight_spans, hit_terms, marked_html, marked_text
 from newsletter.catalogue import Catalogue

@@ -20,7 +20,8 @@ import yaml
 from conftest import DATA, LISTING
 from newsletter import message as messagelib
 from newsletter import rendering
-from newsletter.assembly import Assembled, SharedText
+from newsletter.assembly import SharedText
+from newsletter.plans import Assembled
 from newsletter.config import loads
 from newsletter.matching import EntryIndex, Profile
 from newsletter.links import Links as WebLinks

@@ -277,10 +277,10 @@ def test_fast_wrapping_gives_textwraps_lines(words: list[str], gaps: list[str], 
 
 @given(st.text(alphabet=st.sampled_from("&<>\"'a é;#\u00a0"), max_size=60) | st.text(max_size=60))
 def test_plans_escape_values_as_jinja_does(value: str) -> None:
-    """A plan puts each value into the HTML escaped by `assembly.html_escape`: exactly what Jinja's
+    """A plan puts each value into the HTML escaped by `plans.html_escape`: exactly what Jinja's
     autoescape (markupsafe) writes for it."""
     from markupsafe import escape
 
-    from newsletter.assembly import html_escape
+    from newsletter.plans import html_escape
 
     assert html_escape(value) == str(escape(value))
