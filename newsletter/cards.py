@@ -292,7 +292,7 @@ class CardMaker:
 
     def _why_of(self, match: Match, pairs: tuple[tuple[str, str], ...] | None = None) -> tuple[str, str, str]:
         # a hit's term and field a second time changes nothing in the line: each once is the same key
-        key = (pairs if pairs is not None and not match.why else tuple([(h.term, h.field) for h in match.hits])
+        key = (pairs if pairs is not None and not match.why else tuple([h.pair for h in match.hits])
                or (("", match.why),))
         found = self._why.get(key)
         if found is None:

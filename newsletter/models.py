@@ -175,6 +175,11 @@ class Hit:
     term: str
     field: str  # title | abstract | author
     phrase: bool = False
+    @cached_property
+    def pair(self) -> tuple[str, str]:
+        """(term, field): what a card's highlights and "why" line depend on (one tuple per hit: an
+        entry's hits for a query are made once and shared by every subscriber with that query)."""
+        return (self.term, self.field)
 
 
 @dataclass(frozen=True)

@@ -158,9 +158,9 @@ class SlotRenderer:
         if match.why or section:  # a trending paper: its reason ("#2 today") and its section's heading
             key = (match.entry.id, (), match.why, section)
         elif len(hits) == 1:
-            key = (match.entry.id, ((hits[0].term, hits[0].field),))
+            key = (match.entry.id, (hits[0].pair,))
         else:
-            key = (match.entry.id, tuple(dict.fromkeys([(h.term, h.field) for h in hits])))
+            key = (match.entry.id, tuple(dict.fromkeys([h.pair for h in hits])))
         found = self._cards.get(key)
         if found is None:
             found = self._cards[key] = self._maker.card(match, section, key[1] if len(key) == 2 else None)

@@ -3,6 +3,7 @@ limits and folding, auto-responder headers, wire form (CRLF, dot-safe quoted-pri
 
 from __future__ import annotations
 
+import json
 import quopri
 import re
 import subprocess
@@ -11,9 +12,12 @@ from email import message_from_bytes, policy
 from email.header import decode_header, make_header
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import quote
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from newsletter import message as messagelib
 from newsletter.assembly import qp
@@ -230,3 +234,22 @@ def test_a_message_built_from_shared_pieces_decodes_to_the_rendered_parts() -> N
         msg = message_from_bytes(raw, policy=policy.default)
         assert msg.get_body(("html",)).get_content().replace("\r\n", "\n") == r.html
         assert msg.get_body(("plain",)).get_content().replace("\r\n", "\n") == r.text
+
+
+def _address_cases() -> list[str]:
+    cases = json.loads((Path(__file__).parent / "data" / "email_validator_syntax_cases.json").read_text())
+    return [c["email_input"] for k, v in cases.items() if k.startswith("test_") and isinstance(v, list)
+            for c in v if isinstance(c, dict) and "email_input" in c]
+
+
+@pytest.mark.parametrize("text", [*_address_cases(), "a@b", "a@@b", "@b", "a@", "", "a b@c", "a/b@c", "a+b@c.d",
+                                  "a~b_c.d-e@x-y.z", "Ünïcode@exämple.org", "a@b@c"])
+def test_an_address_in_a_subject_is_quoted_as_urllib_quotes_it(text: str) -> None:
+    """`quoted` has a shortcut for plain addresses: whatever the address, the same as `quote`."""
+    assert messagelib.quoted(text) == quote(text)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.sampled_from("aZ09_.~-@+/ %é\n"), max_size=12))
+def test_any_text_is_quoted_as_urllib_quotes_it(text: str) -> None:
+    assert messagelib.quoted(text) == quote(text)
