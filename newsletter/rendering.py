@@ -40,6 +40,9 @@ __all__ = ["ABSTRACT_LIMIT", "HTML_BUDGET", "NBSP", "WRAP", "Card", "Catalogue",
 
 HTML_BUDGET = 102_000  # bytes of HTML: Gmail clips a message body above ~102 KB and hides the footer
 PLANS_KEPT = 1_000  # shapes of issue planned per renderer (tens of KB each) before it starts again
+# subjects and preheaders kept per renderer (a few hundred bytes each; one per time zone, paper
+# count and first paper: ~7,700 for one worker's share of bench/end_to_end's 100,000 subscribers)
+HEADS_KEPT = 20_000
 _HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
 
 
@@ -137,13 +140,13 @@ class SlotRenderer:
         self._updates: dict[tuple[Any, ...], Card] = {}
 
     def trim(self, parts_kept: int = 0) -> None:
-        """Forget the cards (memory stays bounded), but keep the frames and plans: there are at most
-        PLANS_KEPT, and a plan costs three Jinja renderings to learn again. The parts cards are made of (each paper's
+        """Forget the cards (memory stays bounded), but keep the frames, plans and subjects: there are
+        at most PLANS_KEPT and HEADS_KEPT, and a plan costs three Jinja renderings to learn again. The parts cards are made of (each paper's
         marked fields, the "why" lines) stay too while there are at most `parts_kept` of them: a card
         is made again from its parts in a few microseconds, its parts cost ten times that."""
         if self._maker.parts > parts_kept:
             self._maker = CardMaker(self.words, self._queries, rating=bool(self.settings.base_url))
-        for kept in (self._cards, self._odd_cards, *self._holed_cards, self._updates, self._heads):
+        for kept in (self._cards, self._odd_cards, *self._holed_cards, self._updates):
             kept.clear()
 
     @property
@@ -226,6 +229,8 @@ class SlotRenderer:
         key = (issue.slot, sub.timezone, len(issue.matches), total, first, sub.trending_only, len(issue.updates))
         found = self._heads.get(key)
         if found is None:
+            if len(self._heads) >= HEADS_KEPT:
+                self._heads.clear()
             words = self.words
             pre = preheader(issue, words, total)
             found = self._heads[key] = (subject_line(self.settings, issue, words, total), pre,
