@@ -327,14 +327,14 @@ def test_assembled_issues_are_byte_identical_to_rendering_each_alone(language: s
 @pytest.mark.parametrize("parts_kept", [0, 1_000_000])
 def test_a_trimmed_renderer_keeps_its_plans_and_its_bytes(parts_kept: int) -> None:
     """Memory stays bounded (the builder trims the slot renderer past a number of cards): the cards
-    go, the frames and plans stay, the cards' parts stay within their own bound, and what it renders
+    go, the frames, plans and subjects stay, the cards' parts stay within their own bound, and what it renders
     afterwards is still byte for byte what rendering each issue alone gives."""
     cfg = config({})
     entries = hf_entries() + listing_entries()
     env = environment(None)
     shared = SlotRenderer(cfg.settings, environment(None))
     subs = _subscribers(120)
-    for half in (subs[:60], subs[60:]):
+    for first, half in ((True, subs[:60]), (False, subs[60:])):
         for sub in half:
             issue = issue_of(cfg, entries, sub, issue_id=f"issue-{sub.email}")
             links = messagelib.unsubscribe_links(cfg.settings, sub.email, "s3cret")
@@ -342,14 +342,15 @@ def test_a_trimmed_renderer_keeps_its_plans_and_its_bytes(parts_kept: int) -> No
             fast = shared.render(issue, unsubscribe_url=links.visible, **personal)
             alone = render(issue, cfg.settings, unsubscribe_url=links.visible, env=env, **personal)
             assert (fast.html, fast.text) == (alone.html, alone.text), sub
-        if half is subs[:60]:
-            plans, frames = dict(shared._plans), dict(shared._frames)
-            assert shared.card_count > 0 and any(not isinstance(p, int) for p in plans.values())
+        if first:  # trimmed between the two halves
+            plans, frames, heads = dict(shared._plans), dict(shared._frames), dict(shared._heads)
+            assert shared.card_count > 0 and any(not isinstance(p, int) for p in plans.values()) and heads
             parts = shared._maker.parts
             assert parts > 0
             shared.trim(parts_kept)
             assert shared.card_count == 0
-            assert shared._plans == plans and shared._frames == frames  # not learned again
+            # not learned again: the plans, frames, subjects and preheaders
+            assert shared._plans == plans and shared._frames == frames and shared._heads == heads
             assert shared._maker.parts == (parts if parts_kept >= parts else 0)
 
 
