@@ -20,7 +20,7 @@ from urllib.parse import quote, quote_plus
 
 from markupsafe import Markup
 
-from newsletter.assembly import SharedText
+from newsletter.assembly import OPEN, SharedText
 from newsletter.highlights import Spans, Words, esc, hit_terms, marked_escaped, marked_text, merged
 from newsletter.models import Entry, Hit, Match, Update
 from newsletter.query import Query, Term
@@ -142,6 +142,9 @@ class Card:
     # prefix goes (`Links.rating`): the card stays the same for every subscriber
     rate_html: tuple[str, ...] = ()
     rate_text: tuple[str, ...] = ()
+    # whether its text carries the assembly's placeholder (a hostile title): such a card is
+    # rendered the direct way (found once per part, when the part is made)
+    odd: bool = False
     make_fields: Callable[[], dict[str, Any]] = attribute(default=dict, compare=False, repr=False)
 
     @property
@@ -191,7 +194,7 @@ class _Paper:
         self._words: dict[str, Words] = {}
         self._spans: dict[tuple[str, tuple[str, ...]], Spans] = {}
         self._marked: dict[tuple[str, Spans], tuple[str, str, str]] = {}
-        self._bodies: dict[tuple[str, Spans, Spans, Spans], tuple[str, str]] = {}
+        self._bodies: dict[tuple[str, Spans, Spans, Spans], tuple[SharedText, SharedText, bool]] = {}
 
     def text_of(self, field: str) -> str:
         return self.title if field == "title" else self.abstract if field == "abstract" else self.authors
@@ -228,8 +231,10 @@ class _Paper:
             self._marked[key] = found
         return found
 
-    def body(self, section: str, title: Spans, meta: Spans, abstract: Spans, head_html: str) -> tuple[str, str]:
-        """The card's HTML and text up to its "why" line: what variants with the same marks share."""
+    def body(self, section: str, title: Spans, meta: Spans, abstract: Spans, head_html: str
+             ) -> tuple[SharedText, SharedText, bool]:
+        """The card's HTML and text up to its "why" line (what variants with the same marks share),
+        and whether they carry the assembly's placeholder."""
         key = (section, title, meta, abstract)
         found = self._bodies.get(key)
         if found is None:
@@ -246,7 +251,8 @@ class _Paper:
                              else [title_wrapped, f"   {self.url}"])
             if self.abstract:
                 text += "\n\n" + abstract_wrapped
-            found = self._bodies[key] = (SharedText(html), SharedText(text + self.links_text))
+            text += self.links_text
+            found = self._bodies[key] = (SharedText(html), SharedText(text), OPEN in html or OPEN in text)
         return found
 
 
@@ -260,8 +266,10 @@ class CardMaker:
         self._papers: dict[str, _Paper] = {}
         self._rates: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self._terms: dict[tuple[str, str, str], tuple[Term, ...]] = {}
-        self._why: dict[tuple[tuple[str, str], ...], tuple[str, str, str]] = {}
-        self._reasons: dict[tuple[str, tuple[str, ...]], str] = {}
+        self._why: dict[tuple[tuple[str, str], ...], tuple[str, str, str, bool]] = {}
+        self._reasons: dict[tuple[str, tuple[str, ...]], tuple[str, str]] = {}  # and escaped
+        self._esc: dict[str, str] = {}
+        self._around: tuple[str, str] | tuple[()] | None = None  # see `_matched`
         self._headings: dict[str, tuple[str, str]] = {}
 
     @property
@@ -290,33 +298,65 @@ class CardMaker:
                     into.setdefault(term.text, term)
         return {f: tuple(found.values()) for f, found in out.items()}
 
-    def _why_of(self, match: Match, pairs: tuple[tuple[str, str], ...] | None = None) -> tuple[str, str, str]:
+    def _why_of(self, match: Match, pairs: tuple[tuple[str, str], ...] | None = None) -> tuple[str, str, str, bool]:
+        """The "why" line as plain text, its HTML and its text part, and whether they carry the
+        assembly's placeholder."""
         # a hit's term and field a second time changes nothing in the line: each once is the same key
         key = (pairs if pairs is not None and not match.why else tuple([h.pair for h in match.hits])
                or (("", match.why),))
         found = self._why.get(key)
         if found is None:
-            why = match.why or self._why_line(key)
             label = self.words("why_trending" if match.why else "why")
-            found = self._why[key] = (why, SharedText(f'<p class="w"><em>{esc(label)}</em> {esc(why)}</p>'),
-                                      SharedText("\n\n" + wrap(f"{label} {why}")))
+            if match.why:
+                why, why_html = match.why, esc(match.why)
+            else:
+                why, why_html = self._why_line(key)
+            text = "\n\n" + wrap(f"{label} {why}")
+            found = self._why[key] = (why, SharedText(f'<p class="w"><em>{self._escaped(label)}</em> {why_html}</p>'),
+                                      SharedText(text), OPEN in why_html or OPEN in text)
         return found
 
-    def _why_line(self, hits: tuple[tuple[str, str], ...]) -> str:
-        """`why_line`, each term's reason ("x in title and abstract") made once per maker."""
+    def _escaped(self, text: str) -> str:
+        found = self._esc.get(text)
+        if found is None:
+            found = self._esc[text] = esc(text)
+        return found
+
+    def _why_line(self, hits: tuple[tuple[str, str], ...]) -> tuple[str, str]:
+        """`why_line` and the same escaped for HTML, each term's reason ("x in title and abstract")
+        made and escaped once per maker."""
         t = self.words
         by_term: dict[str, list[str]] = {}
         for term, field in hits:
             by_term.setdefault(term, []).append(field)
-        parts = []
+        if not by_term:
+            line = t("matched_profile")
+            return line, esc(line)
+        parts, escaped = [], []
         for term, fields in by_term.items():
             key = (term, tuple(dict.fromkeys(fields)))
             reason = self._reasons.get(key)
             if reason is None:
-                reason = self._reasons[key] = t("in_fields", term=term,
-                                                fields=f" {t('and')} ".join(t(f"field_{f}") for f in key[1]))
-            parts.append(reason)
-        return t("matched", reasons="; ".join(parts)) if parts else t("matched_profile")
+                said = t("in_fields", term=term, fields=f" {t('and')} ".join(t(f"field_{f}") for f in key[1]))
+                reason = self._reasons[key] = (said, esc(said))
+            parts.append(reason[0])
+            escaped.append(reason[1])
+        around = self._matched()
+        if around is None:  # a translation that does not say {reasons} exactly once
+            line = t("matched", reasons="; ".join(parts))
+            return line, esc(line)
+        before, after = around
+        return f"{before}{'; '.join(parts)}{after}", f"{self._escaped(before)}{'; '.join(escaped)}{self._escaped(after)}"
+
+    def _matched(self) -> tuple[str, str] | None:
+        """The words of "Matched {reasons}" before and after the reasons (escaping is per character:
+        the line escaped is its parts escaped); None unless {reasons} is there exactly once."""
+        if self._around is None:
+            cut = "\x00"
+            line = self.words("matched", reasons=cut)
+            before, _, after = line.partition(cut)
+            self._around = (before, after) if line.count(cut) == 1 else ()
+        return self._around or None
 
     def heading(self, key: str) -> tuple[str, str]:
         """A section's heading (`trending`, `updates`) as it opens the section's first card."""
@@ -338,8 +378,8 @@ class CardMaker:
         terms = self._hit_terms(match.hits)
         spans = (p.spans("title", terms.get("title", ())), p.spans("author", terms.get("author", ())),
                  p.spans("abstract", terms.get("abstract", ())))
-        body_html, body_text = p.body(section, *spans, self.heading(section)[0] if section else "")
-        why, why_html, why_text = self._why_of(match, pairs)
+        body_html, body_text, odd_body = p.body(section, *spans, self.heading(section)[0] if section else "")
+        why, why_html, why_text, odd_why = self._why_of(match, pairs)
         lead = self.heading(section)[1] if section else ""
 
         def fields() -> dict[str, Any]:
@@ -351,7 +391,8 @@ class CardMaker:
                     "abstract_html": Markup(abstract_html), "title_text": title_text, "abstract_text": abstract_text}
 
         rate = self._rate(match.entry.id) if self.rating else ((), ())
-        return Card((body_html, why_html), (body_text, why_text), lead, *rate, make_fields=fields)
+        return Card((body_html, why_html), (body_text, why_text), lead, *rate, odd=odd_body or odd_why or OPEN in lead,
+                    make_fields=fields)
 
     def _rate(self, entry_id: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """The paper's rating links (the same for all its variants: made once)."""
@@ -378,7 +419,8 @@ class CardMaker:
         fields = {"id": update.entry.id, "title": p.title, "url": p.url, "links": list(p.links), "why": update.detail,
                   "trimmed": False, "terms": [], "score": 0.0, "meta": "", "title_html": Markup(esc(p.title)),
                   "abstract_html": Markup(""), "title_text": p.title, "abstract_text": ""}
-        return Card((html,), (text,), head_text, make_fields=fields.copy)
+        return Card((html,), (text,), head_text, odd=any(OPEN in x for x in (html, text, head_text)),
+                    make_fields=fields.copy)
 
 
 def make_card(match: Match, words: Catalogue, queries: dict[str, Query] | None = None) -> Card:

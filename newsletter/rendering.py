@@ -180,7 +180,7 @@ class SlotRenderer:
         return found
 
     def _check_odd(self, card: Card) -> None:
-        if any(OPEN in x for x in (*card.html_parts, *card.text_parts, card.lead)):
+        if card.odd:
             self._odd_cards.add(id(card))
 
     def cards(self, issue: Issue) -> list[Card]:

@@ -395,6 +395,32 @@ def test_a_card_made_again_after_a_trim_reuses_its_parts_encoded_form() -> None:
             assert all(type(x) is SharedText and x is y for x, y in zip(mine, theirs))
 
 
+@pytest.mark.parametrize("where", ["title", "abstract"])
+def test_a_later_card_that_carries_the_placeholder_text_is_rendered_the_direct_way(where: str) -> None:
+    """Once a shape has a plan, an issue of that shape whose card carries the placeholder text (in the
+    paper's title or abstract) is still what rendering it alone gives: the card is known odd when its
+    parts are made. (A "why" line carries it only through the reader's own query, which makes all of
+    that reader's issues take the direct path.)"""
+    plain = [Entry(id=f"p{k}", title=f"Language models, part {k}", abstract="We study language models.")
+             for k in range(3)]
+    hole = "Hole @@nl-hole-0@@ study of language models"
+    odd = Entry(id="odd", title=hole if where == "title" else "Language models, odd part",
+                abstract=hole if where == "abstract" else "We study language models.")
+    cfg = config(subscriber={"keywords": ["language"]})
+    shared = SlotRenderer(cfg.settings, environment(None))
+    cards, planned = [], []
+    for k, entries in enumerate([plain[:2], plain[1:], [plain[0], odd]]):
+        issue = issue_of(cfg, entries, issue_id=f"i{k}")
+        fast = shared.render(issue, unsubscribe_url="https://u.example/x", change_url="mailto:c@example.org")
+        alone = render(issue, cfg.settings, unsubscribe_url="https://u.example/x", change_url="mailto:c@example.org")
+        assert (fast.html, fast.text) == (alone.html, alone.text)
+        cards.append(shared.cards(issue))
+        planned.append(isinstance(fast.html_pieces, Assembled))
+    assert planned == [False, True, False]  # the plan's reference, the plan, the direct path
+    assert sorted(c.odd for c in cards[2]) == [False, True] and not any(c.odd for c in cards[1])
+    assert "@@nl-hole-0@@ study" in fast.text
+
+
 def test_data_that_carries_the_placeholder_text_is_rendered_the_direct_way() -> None:
     e = Entry(id="x", title="language model @@nl-hole-0@@ and @@nl-hole-7@@", abstract="@@nl-hole-")
     r = rendered(config(subscriber={"name": "@@nl-hole-1@@"}), [e])
@@ -427,3 +453,26 @@ def test_messages_filled_from_plans_are_the_bytes_of_rendering_each_alone(tmp_pa
         custom.render(issue_of(cfg, entries, issue_id=f"c{k}"), unsubscribe_url="https://u.example/x",
                       change_url="mailto:c@example.org")
     assert not custom._plans
+
+
+@pytest.mark.parametrize("matched", ["Matched {reasons}", "{reasons} & more", "Trouvé : {reasons}",
+                                     "{reasons} ({reasons})", "Matched"])
+def test_a_why_line_and_its_html_say_the_same_in_any_wording(matched: str) -> None:
+    """The "why" line's HTML is made from its reasons escaped once each: it is the line escaped,
+    whatever the wording around the reasons (a translation may say them twice, or not at all)."""
+    from newsletter.cards import CardMaker
+    from newsletter.highlights import esc
+
+    class Words:
+        language = "en"
+
+        def __call__(self, key: str, **values: Any) -> str:
+            return {"matched": matched, "in_fields": "{term} in {fields}", "and": "and", "field_title": "title",
+                    "field_abstract": "abstract"}[key].format(**values)
+
+    maker = CardMaker(Words())  # type: ignore[arg-type]
+    for pairs in [(('"a<b" & c', "title"), ("d'e", "abstract"), ('"a<b" & c', "abstract")), (("x", "title"),)]:
+        line, html = maker._why_line(pairs)
+        reasons = "; ".join(f"{t} in {' and '.join(dict.fromkeys(f for tt, f in pairs if tt == t))}"
+                            for t in dict.fromkeys(t for t, _ in pairs))
+        assert line == matched.format(reasons=reasons) and html == esc(line)
