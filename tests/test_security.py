@@ -80,6 +80,7 @@ def test_dkim_signature_covers_list_unsubscribe_and_verifies(smtp_server, certs:
         assert name == b"s1._domainkey.example.org."
         return b"v=DKIM1; k=rsa; p=" + public
 
+    assert recorder.messages  # every message checked below is signed
     for _, _, raw in recorder.messages:
         assert raw.startswith(b"DKIM-Signature:")
         header = raw.split(b"\r\n\r\n", 1)[0].replace(b"\r\n ", b" ").replace(b"\r\n\t", b" ")
