@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from string import Formatter
 from dataclasses import dataclass
 from dataclasses import field as attribute
 from functools import cached_property
@@ -350,12 +351,21 @@ class CardMaker:
 
     def _matched(self) -> tuple[str, str] | None:
         """The words of "Matched {reasons}" before and after the reasons (escaping is per character:
-        the line escaped is its parts escaped); None unless {reasons} is there exactly once."""
+        the line escaped is its parts escaped); None unless the wording holds `{reasons}` exactly
+        once, as it is (no format spec, conversion or index: `{reasons:.30}` cuts the line)."""
         if self._around is None:
-            cut = "\x00"
-            line = self.words("matched", reasons=cut)
-            before, _, after = line.partition(cut)
-            self._around = (before, after) if line.count(cut) == 1 else ()
+            self._around = ()
+            raw = getattr(self.words, "words", {}).get("matched")
+            try:
+                fields = [f for f in Formatter().parse(raw) if f[1] is not None] if isinstance(raw, str) else []
+            except ValueError:
+                fields = []
+            if len(fields) == 1 and fields[0][1:] == ("reasons", "", None):
+                cut = "\x00"
+                line = self.words("matched", reasons=cut)
+                before, _, after = line.partition(cut)
+                if line.count(cut) == 1:
+                    self._around = (before, after)
         return self._around or None
 
     def heading(self, key: str) -> tuple[str, str]:

@@ -461,19 +461,22 @@ def test_messages_filled_from_plans_are_the_bytes_of_rendering_each_alone(tmp_pa
 
 
 @pytest.mark.parametrize("matched", ["Matched {reasons}", "{reasons} & more", "Trouvé : {reasons}",
-                                     "{reasons} ({reasons})", "Matched"])
+                                     "{reasons} ({reasons})", "Matched", "Matched {reasons:.12}",
+                                     "Matched {reasons:60}", "Matched {reasons[0]}", "Matched {reasons!r}",
+                                     "{{x}} {reasons} \x00"])
 def test_a_why_line_and_its_html_say_the_same_in_any_wording(matched: str) -> None:
     """The "why" line's HTML is made from its reasons escaped once each: it is the line escaped,
     whatever the wording around the reasons (a translation may say them twice, or not at all)."""
     from newsletter.cards import CardMaker
     from newsletter.highlights import esc
 
-    class Words:
+    class Words:  # a catalogue: its raw wording in `words`
         language = "en"
+        words = {"matched": matched, "in_fields": "{term} in {fields}", "and": "and", "field_title": "title",
+                 "field_abstract": "abstract"}
 
         def __call__(self, key: str, **values: Any) -> str:
-            return {"matched": matched, "in_fields": "{term} in {fields}", "and": "and", "field_title": "title",
-                    "field_abstract": "abstract"}[key].format(**values)
+            return self.words[key].format(**values)
 
     maker = CardMaker(Words())  # type: ignore[arg-type]
     for pairs in [(('"a<b" & c', "title"), ("d'e", "abstract"), ('"a<b" & c', "abstract")), (("x", "title"),)]:
