@@ -92,7 +92,8 @@ class ReaderStore(Store):
     """The state store with the readers' tables: `ReaderStore(location)` opens the dialect's own."""
 
     dialect: ClassVar[str] = ""
-    _insert_order: ClassVar[str] = ""  # how issue_entries rows are read back in the order they were written
+    # how issue_entries rows recorded before schema 6 (no position) are read back in the order they were written
+    _insert_order: ClassVar[str] = ""
     _errors: ClassVar[tuple[type[Exception], ...]] = ()
 
     def __new__(cls, location: Path | str) -> ReaderStore:  # noqa: D102
@@ -312,7 +313,7 @@ class ReaderStore(Store):
     def issue_entries(self, issue_id: str) -> list[Entry]:
         """The papers of one issue, in the order they were recorded."""
         rows = self._q("SELECT e.* FROM issue_entries ie JOIN entries e ON e.id=ie.entry_id "
-                       f"WHERE ie.issue_id=? ORDER BY {self._insert_order}", (issue_id,))
+                       f"WHERE ie.issue_id=? ORDER BY ie.position, {self._insert_order}", (issue_id,))
         return [_entry(r) for r in rows]
 
 

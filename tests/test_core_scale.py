@@ -13,6 +13,7 @@ import pytest
 from conftest import run, write_config
 from newsletter import roster
 from newsletter.config import load
+from newsletter.store_readers import ReaderStore
 from newsletter.store import Store
 
 AT = "2026-11-27T09:00:00+00:00"
@@ -142,12 +143,21 @@ def test_a_state_file_of_the_previous_release_is_upgraded(tmp_path: Path) -> Non
     db.executescript(_V1)
     db.execute("INSERT INTO meta VALUES ('schema', '1')")
     db.execute("INSERT INTO subscriber_state (email, unsubscribed_at) VALUES ('gone@example.org', '2026-01-01')")
+    # an issue of that release and its papers, recorded in the email's order (no position then)
+    db.execute("INSERT INTO issues (id, subscriber, slot, built_at, status, entry_count) VALUES "
+               "('old1', 'ada@example.org', '2026-01-01T07:00:00+00:00', '2026-01-01T07:00:00+00:00', 'sent', 3)")
+    for paper in ("2601.00009", "2601.00001", "2601.00005"):
+        db.execute("INSERT INTO entries VALUES (?, ?, 'T', 'A', '[]', NULL, NULL, NULL, NULL, NULL, '{}', '[]', "
+                   "'2026-01-01T06:00:00+00:00', '2026-01-01T06:00:00+00:00')", (paper, paper))
+        db.execute("INSERT INTO issue_entries VALUES ('old1', 'ada@example.org', ?)", (paper,))
     db.commit()
     db.close()
     with Store(path) as store:
         assert store.version() == SCHEMA_VERSION
         assert store.unsubscribed() == {"gone@example.org"}
         assert store.subscriber_count() == 0
+    with ReaderStore(path) as readers:  # read back in the order they were recorded
+        assert [e.id for e in readers.issue_entries("old1")] == ["2601.00009", "2601.00001", "2601.00005"]
 
 
 def test_an_unrelated_database_is_refused_and_left_untouched(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

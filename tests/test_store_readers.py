@@ -148,3 +148,19 @@ def test_a_digest_reads_link_versions_from_any_store_of_either_dialect(state: Pa
         store.rotate_links(ADA)
     with Store(state) as plain:
         assert not isinstance(plain, ReaderStore) and link_versions(plain, [ADA, "bo@example.org"]) == {ADA: 1}
+
+
+def test_an_issue_s_papers_read_back_in_their_order_after_a_paper_takes_its_arxiv_id(state: Path | str) -> None:
+    """The archive shows an issue's papers in the order the email did, also after one of them was
+    merged into the same paper seen with its arXiv id (on PostgreSQL the updated row moves)."""
+    first = Entry(id="t:0123456789abcdef", title="A Study of Models", abstract="About models.", sources=("l",))
+    papers = [first, _entry(2), _entry(3)]
+    with ReaderStore(state) as store:
+        store.upsert_entries(papers, NOW)
+        issue = NewIssue("i1", ADA, NOW, NOW, "pending", tuple(p.id for p in papers), subject="s",
+                         message_id="<i1>", message=b"x\r\n", expires_at=NOW + timedelta(days=1))
+        store.record_issues([issue], None, None)
+        assert [e.id for e in store.issue_entries("i1")] == [p.id for p in papers]
+        store.upsert_entries([Entry(id="2611.00001", title="A Study of Models", abstract="About models.",
+                                    sources=("hf",))], NOW + timedelta(hours=1))
+        assert [e.id for e in store.issue_entries("i1")] == ["2611.00001", "2611.00002", "2611.00003"]

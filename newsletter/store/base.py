@@ -289,7 +289,7 @@ class Store(History, People):
         that were new (a slot already taken by another process is left as it is). Rows are written
         in (subscriber, slot) order so that two workers recording the same batch never deadlock."""
         added: list[str] = []
-        entries: list[tuple[str, str, str]] = []
+        entries: list[tuple[str, str, str, int]] = []
         with self.transaction():
             for n in sorted(issues, key=lambda n: (n.subscriber, n.slot)):
                 claimed = n.status == "pending" and owner is not None
@@ -304,9 +304,9 @@ class Store(History, People):
                 if cur.rowcount == 0:
                     continue
                 added.append(n.id)
-                entries.extend([(n.id, n.subscriber, e) for e in n.entry_ids])
-            if entries:  # each issue's papers in their order (the archive reads them back in it)
-                self._many("INSERT INTO issue_entries VALUES (?,?,?) ON CONFLICT DO NOTHING", entries)
+                entries.extend([(n.id, n.subscriber, e, k) for k, e in enumerate(n.entry_ids)])
+            if entries:  # each paper with its place in the issue (the archive shows them in that order)
+                self._many("INSERT INTO issue_entries VALUES (?,?,?,?) ON CONFLICT DO NOTHING", entries)
         order = {n.id: i for i, n in enumerate(issues)}
         return sorted(added, key=order.__getitem__)
 

@@ -6,7 +6,7 @@ and ordered as text, byte by byte, exactly as SQLite does."""
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 TABLES: dict[str, tuple[str, ...]] = {
     "entries": ("id", "title_key", "title", "abstract", "authors", "author_count", "published", "upvotes",
@@ -18,7 +18,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "issues": ("id", "subscriber", "slot", "built_at", "status", "subject", "message_id", "message", "entry_count",
                "attempts", "last_error", "last_code", "next_attempt", "sent_at", "possible_duplicate", "claimed_by",
                "claim_until", "expires_at", "size", "dropped"),
-    "issue_entries": ("issue_id", "subscriber", "entry_id"),
+    "issue_entries": ("issue_id", "subscriber", "entry_id", "position"),
     "sources": ("name", "etag", "last_modified", "last_fetch", "last_ok", "last_error", "entries"),
 }
 
@@ -70,6 +70,9 @@ CREATE INDEX issues_pending ON issues(status, next_attempt) WHERE status = 'pend
     4: "ALTER TABLE subscribers ADD COLUMN extra TEXT;",
     # 5: which issues carried a paper (`explain`) without reading every issue's papers
     5: "CREATE INDEX IF NOT EXISTS issue_entries_entry ON issue_entries(entry_id);",
+    # 6: each paper's place in its issue (the archive shows them in the email's order; a row's
+    # physical place moves on PostgreSQL when a paper takes its arXiv id). NULL: recorded before.
+    6: "ALTER TABLE issue_entries ADD COLUMN position INTEGER;",
 }
 
 _T = 'TEXT COLLATE "C"'
@@ -113,6 +116,7 @@ POSTGRES_UPGRADES: dict[int, str] = {
     3: f"ALTER TABLE subscriber_state ADD COLUMN paused_until {_T};",
     4: f"ALTER TABLE subscribers ADD COLUMN extra {_T};",
     5: "CREATE INDEX IF NOT EXISTS issue_entries_entry ON issue_entries(entry_id);",  # there from the start
+    6: "ALTER TABLE issue_entries ADD COLUMN position INTEGER;",
 }
 
 
