@@ -5,6 +5,7 @@ shows them; snapshots never write."""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -164,3 +165,89 @@ def test_an_issue_s_papers_read_back_in_their_order_after_a_paper_takes_its_arxi
         store.upsert_entries([Entry(id="2611.00001", title="A Study of Models", abstract="About models.",
                                     sources=("hf",))], NOW + timedelta(hours=1))
         assert [e.id for e in store.issue_entries("i1")] == ["2611.00001", "2611.00002", "2611.00003"]
+
+
+def test_an_issue_recorded_before_schema_6_keeps_its_order_after_a_paper_takes_its_arxiv_id(state: Path | str) -> None:
+    """Rows written by an earlier release have no position: the upgrade gives PostgreSQL's theirs (a
+    merge would move a row there); SQLite reads them in the order they were written."""
+    from newsletter.store import schema
+
+    ids = ["t:0123456789abcdef", "2611.00002", "2611.00003"]
+    issue = ("old1", ADA, "2026-11-27T07:00:00+00:00", "2026-11-27T07:00:00+00:00", "sent", 3)
+    if isinstance(state, str):
+        import psycopg
+
+        _postgres_at_version_5(state)
+        with psycopg.connect(state, autocommit=True) as conn:
+            conn.execute("INSERT INTO issues (id, subscriber, slot, built_at, status, entry_count) "
+                         "VALUES (%s, %s, %s, %s, %s, %s)", issue)
+            for paper in ids:
+                conn.execute("INSERT INTO issue_entries VALUES ('old1', %s, %s)", (ADA, paper))
+    else:
+        import sqlite3
+
+        state.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(state)
+        db.executescript(schema.SQLITE_V1 + "".join(schema.SQLITE_UPGRADES[v] for v in (2, 3, 4, 5)))
+        db.execute("INSERT INTO meta VALUES ('schema', '5')")
+        db.execute("INSERT INTO issues (id, subscriber, slot, built_at, status, entry_count) VALUES (?,?,?,?,?,?)",
+                   issue)
+        db.executemany("INSERT INTO issue_entries VALUES ('old1', ?, ?)", [(ADA, p) for p in ids])
+        db.commit()
+        db.close()
+    with ReaderStore(state) as store:
+        store.upsert_entries([Entry(id=ids[0], title="A Study of Models", abstract="About models.", sources=("l",)),
+                              _entry(2), _entry(3)], NOW)
+        assert [e.id for e in store.issue_entries("old1")] == ids
+        store.upsert_entries([Entry(id="2611.00001", title="A Study of Models", abstract="About models.",
+                                    sources=("hf",))], NOW + timedelta(hours=1))
+        assert [e.id for e in store.issue_entries("old1")] == ["2611.00001", "2611.00002", "2611.00003"]
+
+
+def _postgres_at_version_5(url: str) -> None:
+    """An empty PostgreSQL state as the release before schema 6 made it."""
+    import psycopg
+
+    from newsletter.store import schema
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        for script in (schema.POSTGRES_V2, *(schema.POSTGRES_UPGRADES[v] for v in (3, 4, 5))):
+            for statement in schema.statements(script):
+                conn.execute(statement)  # type: ignore[call-overload]
+        conn.execute("INSERT INTO meta VALUES ('schema', '5')")
+
+
+def test_a_snapshot_taken_while_another_process_upgrades_sees_the_upgraded_schema(pg_cluster) -> None:  # noqa: ANN001
+    """A read-only command's snapshot that began before another process upgraded the schema (and then
+    waited for the schema lock) does not fail on the columns that process added: it starts again."""
+    import psycopg
+
+    from newsletter.store import SCHEMA_VERSION, Store
+    from newsletter.store import postgres
+
+    url = pg_cluster.database()
+    _postgres_at_version_5(url)
+    other = psycopg.connect(url)  # another process, in the middle of its upgrade, holding the schema lock
+    other.execute("SELECT pg_advisory_xact_lock(%s::bigint)", (postgres._SCHEMA_LOCK,))
+    other.execute("ALTER TABLE issue_entries ADD COLUMN position INTEGER")
+    other.execute("UPDATE meta SET value=%s WHERE key='schema'", (str(SCHEMA_VERSION),))
+    out: dict[str, object] = {}
+
+    def read() -> None:
+        try:
+            with Store.snapshot(url) as snap:
+                out["version"] = snap.version()
+        except Exception as exc:  # noqa: BLE001  # reported below
+            out["error"] = exc
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    with psycopg.connect(url, autocommit=True) as watch:  # until the snapshot waits for the schema lock
+        while not watch.execute("SELECT count(*) FROM pg_locks WHERE locktype='advisory' AND NOT granted"
+                                ).fetchone()[0]:  # type: ignore[index]
+            assert reader.is_alive(), out
+            time.sleep(0.02)
+    other.commit()
+    other.close()
+    reader.join()
+    assert out == {"version": SCHEMA_VERSION}

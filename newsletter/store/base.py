@@ -306,7 +306,8 @@ class Store(History, People):
                 added.append(n.id)
                 entries.extend([(n.id, n.subscriber, e, k) for k, e in enumerate(n.entry_ids)])
             if entries:  # each paper with its place in the issue (the archive shows them in that order)
-                self._many("INSERT INTO issue_entries VALUES (?,?,?,?) ON CONFLICT DO NOTHING", entries)
+                self._many("INSERT INTO issue_entries (issue_id, subscriber, entry_id, position) VALUES (?,?,?,?) "
+                           "ON CONFLICT DO NOTHING", entries)
         order = {n.id: i for i, n in enumerate(issues)}
         return sorted(added, key=order.__getitem__)
 

@@ -84,6 +84,16 @@ class PostgresStore(Store):
 
     @classmethod
     def snapshot(cls, location: Path | str) -> Store:
+        try:
+            return cls._snapshot_of(location)
+        except StateError:
+            # another process upgraded the schema after this snapshot began and before it could take
+            # the schema lock (its own upgrade, rolled back at close, then fails): a new snapshot sees
+            # the upgraded schema; any other failure fails again the same way
+            return cls._snapshot_of(location)
+
+    @classmethod
+    def _snapshot_of(cls, location: Path | str) -> Store:
         store = object.__new__(cls)
         store.path = str(location)
         store._snapshot = True

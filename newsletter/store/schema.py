@@ -116,7 +116,14 @@ POSTGRES_UPGRADES: dict[int, str] = {
     3: f"ALTER TABLE subscriber_state ADD COLUMN paused_until {_T};",
     4: f"ALTER TABLE subscribers ADD COLUMN extra {_T};",
     5: "CREATE INDEX IF NOT EXISTS issue_entries_entry ON issue_entries(entry_id);",  # there from the start
-    6: "ALTER TABLE issue_entries ADD COLUMN position INTEGER;",
+    # 6: as SQLite's; a row's physical order (ctid) moves when it is updated (an entry merge), so the
+    # rows already there get their place now, in the order they were written
+    6: """
+ALTER TABLE issue_entries ADD COLUMN position INTEGER;
+UPDATE issue_entries ie SET position = o.n FROM (
+    SELECT ctid AS row, row_number() OVER (PARTITION BY issue_id ORDER BY ctid) - 1 AS n FROM issue_entries) o
+WHERE ie.ctid = o.row;
+""",
 }
 
 
