@@ -175,6 +175,7 @@ class Hit:
     term: str
     field: str  # title | abstract | author
     phrase: bool = False
+
     @cached_property
     def pair(self) -> tuple[str, str]:
         """(term, field): what a card's highlights and "why" line depend on (one tuple per hit: an

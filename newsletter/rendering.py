@@ -141,9 +141,10 @@ class SlotRenderer:
 
     def trim(self, parts_kept: int = 0) -> None:
         """Forget the cards (memory stays bounded), but keep the frames, plans and subjects: there are
-        at most PLANS_KEPT and HEADS_KEPT, and a plan costs three Jinja renderings to learn again. The parts cards are made of (each paper's
-        marked fields, the "why" lines) stay too while there are at most `parts_kept` of them: a card
-        is made again from its parts in a few microseconds, its parts cost ten times that."""
+        at most PLANS_KEPT and HEADS_KEPT, and a plan costs three Jinja renderings to learn again. The
+        parts cards are made of (each paper's marked fields, the "why" lines) stay too while there are
+        at most `parts_kept` of them: a card is made again from its parts in a few microseconds, its
+        parts cost ten times that."""
         if self._maker.parts > parts_kept:
             self._maker = CardMaker(self.words, self._queries, rating=bool(self.settings.base_url))
         for kept in (self._cards, self._odd_cards, *self._holed_cards, self._updates):
