@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from string import Formatter
 from dataclasses import dataclass
 from dataclasses import field as attribute
 from functools import cached_property
+from string import Formatter
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus
 
@@ -355,9 +355,8 @@ class CardMaker:
         once, as it is (no format spec, conversion or index: `{reasons:.30}` cuts the line)."""
         if self._around is None:
             self._around = ()
-            raw = getattr(self.words, "words", {}).get("matched")
             try:
-                fields = [f for f in Formatter().parse(raw) if f[1] is not None] if isinstance(raw, str) else []
+                fields = [f for f in Formatter().parse(self.words.wording("matched")) if f[1] is not None]
             except ValueError:
                 fields = []
             if len(fields) == 1 and fields[0][1:] == ("reasons", "", None):

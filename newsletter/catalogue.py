@@ -37,7 +37,11 @@ class Catalogue:
         return found if isinstance(found, dict) else {}
 
     def __call__(self, key: str, **values: Any) -> str:
-        return str(self.words.get(key, key)).format(**values)
+        return self.wording(key).format(**values)
+
+    def wording(self, key: str) -> str:
+        """The words of `key` as the catalogue has them, before their `{values}` are put in."""
+        return str(self.words.get(key, key))
 
     def count(self, key: str, n: int, **values: Any) -> str:
         return self(f"{key}_one" if n == 1 else f"{key}_many", n=n, **values)

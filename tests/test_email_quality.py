@@ -470,13 +470,16 @@ def test_a_why_line_and_its_html_say_the_same_in_any_wording(matched: str) -> No
     from newsletter.cards import CardMaker
     from newsletter.highlights import esc
 
-    class Words:  # a catalogue: its raw wording in `words`
+    class Words:  # a catalogue with these words
         language = "en"
         words = {"matched": matched, "in_fields": "{term} in {fields}", "and": "and", "field_title": "title",
                  "field_abstract": "abstract"}
 
+        def wording(self, key: str) -> str:
+            return self.words[key]
+
         def __call__(self, key: str, **values: Any) -> str:
-            return self.words[key].format(**values)
+            return self.wording(key).format(**values)
 
     maker = CardMaker(Words())  # type: ignore[arg-type]
     for pairs in [(('"a<b" & c', "title"), ("d'e", "abstract"), ('"a<b" & c', "abstract")), (("x", "title"),)]:
