@@ -204,6 +204,31 @@ def test_dropping_a_sent_issues_bytes_does_not_write_them_again(tmp_path: Path) 
     assert 0 < grown < len(message) // 4, grown
 
 
+def test_the_write_ahead_log_is_copied_and_cut_back_at_its_bound(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A state file opened by the tool copies its write-ahead log into the file every WAL_PAGES pages
+    (not SQLite's default 1,000) and cuts the log back to that size after a copy, so the log on disk
+    stays bounded however much a `send` writes: here with a bound of 64 pages, 40 pending issues of
+    30 KB (~300 pages in all, never copied with the default) leave a log of at most the bound and one
+    commit."""
+    from newsletter.store import NewIssue, sqlite as sqlite_store
+
+    with Store(tmp_path / "default.sqlite3") as store:  # the bound a real state file gets
+        assert store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == sqlite_store.WAL_PAGES
+    monkeypatch.setattr(sqlite_store, "WAL_PAGES", 64)
+    path = tmp_path / "state.sqlite3"
+    message = b"".join(b"line %06d of the digest\r\n" % i for i in range(1200))  # ~30 KB
+    with Store(path) as store:
+        page = store.db.execute("PRAGMA page_size").fetchone()[0]
+        for k in range(40):
+            email = f"r{k}@example.org"
+            store.record_issues([NewIssue(f"{email}@2026112707", email, NOW, NOW, "pending", ("2611.00001",),
+                                          subject="s", message_id=f"<{k}>", message=message)], "me:1", None)
+        wal = (tmp_path / "state.sqlite3-wal").stat().st_size
+        assert store.count("issues") == 40
+    assert 0 < wal <= (64 + 16) * (page + 24) + 32, (wal, page)
+
+
 def test_status_of_a_state_path_that_does_not_exist_is_an_error(tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     project = write_config(tmp_path)
