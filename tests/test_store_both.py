@@ -228,3 +228,43 @@ def test_outcomes_of_one_group_apply_in_order(state: Path | str) -> None:
                               Result("a@x.org@2026112707", "a@x.org", "sent")], NOW, "me:1", pause_after=3)
         row = store.issue("a@x.org@2026112707")
         assert row and (row.status, row.attempts, row.last_error) == ("sent", 2, None)
+
+
+def test_a_pending_issue_of_schema_6_is_delivered_with_its_bytes_after_the_upgrade(state: Path | str) -> None:
+    """Schema 7 keeps a pending issue's message bytes apart from its row: the upgrade moves the bytes
+    a pending issue of an earlier release holds, the next `send` claims them, and once sent they are
+    gone from both places."""
+    from newsletter.store import schema
+
+    old = ("old@example.org@2026112707", "old@example.org", "2026-11-27T07:00:00+00:00",
+           "2026-11-27T07:00:00+00:00", "pending", "<old@example.org>", b"From: x\r\n\r\nold body\r\n", 0)
+    insert = ("INSERT INTO issues (id, subscriber, slot, built_at, status, message_id, message, entry_count) "
+              "VALUES ({0}, {0}, {0}, {0}, {0}, {0}, {0}, {0})")
+    if isinstance(state, str):
+        import psycopg
+
+        with psycopg.connect(state, autocommit=True) as conn:
+            for script in (schema.POSTGRES_V2, *(schema.POSTGRES_UPGRADES[v] for v in range(3, 7))):
+                for statement in schema.statements(script):
+                    conn.execute(statement)  # type: ignore[call-overload]
+            conn.execute("INSERT INTO meta VALUES ('schema', '6')")
+            conn.execute(insert.format("%s"), old)  # type: ignore[call-overload]
+    else:
+        import sqlite3
+
+        state.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(state)
+        db.executescript(schema.SQLITE_V1 + "".join(schema.SQLITE_UPGRADES[v] for v in range(2, 7)))
+        db.execute("INSERT INTO meta VALUES ('schema', '6')")
+        db.execute(insert.format("?"), old)
+        db.commit()
+        db.close()
+    with Store(state) as store:
+        assert store.version() == SCHEMA_VERSION
+        taken = store.claim_pending(NOW, "me:1", NOW + timedelta(minutes=15), 10, stealable)
+        assert [(r.id, r.message) for r in taken] == [(old[0], old[6])]
+        assert store._q("SELECT count(*) FROM issues WHERE message IS NOT NULL").fetchone()[0] == 0
+        store.record_results([Result(old[0], old[1], "sent")], NOW, "me:1", 3)
+        sent = store.issue(old[0])
+        assert sent is not None and sent.status == "sent" and sent.message is None
+        assert store.count("issue_messages") == 0

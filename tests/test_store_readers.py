@@ -223,13 +223,15 @@ def test_a_snapshot_taken_while_another_process_upgrades_sees_the_upgraded_schem
     import psycopg
 
     from newsletter.store import SCHEMA_VERSION, Store
-    from newsletter.store import postgres
+    from newsletter.store import postgres, schema
 
     url = pg_cluster.database()
     _postgres_at_version_5(url)
     other = psycopg.connect(url)  # another process, in the middle of its upgrade, holding the schema lock
     other.execute("SELECT pg_advisory_xact_lock(%s::bigint)", (postgres._SCHEMA_LOCK,))
-    other.execute("ALTER TABLE issue_entries ADD COLUMN position INTEGER")
+    for version in range(6, SCHEMA_VERSION + 1):
+        for statement in schema.statements(schema.POSTGRES_UPGRADES[version]):
+            other.execute(statement)  # type: ignore[call-overload]
     other.execute("UPDATE meta SET value=%s WHERE key='schema'", (str(SCHEMA_VERSION),))
     out: dict[str, object] = {}
 

@@ -219,8 +219,8 @@ class Store(History, People):
         out: dict[str, IssueRow] = {}
         for chunk in chunks(subscribers):
             rows = self._q(
-                f"SELECT {ISSUE_COLUMNS} FROM issues i WHERE subscriber IN ({marks(len(chunk))}) "
-                "AND slot = (SELECT max(slot) FROM issues j WHERE j.subscriber = i.subscriber)", list(chunk))
+                f"SELECT {ISSUE_COLUMNS} FROM issues WHERE subscriber IN ({marks(len(chunk))}) "
+                "AND slot = (SELECT max(slot) FROM issues j WHERE j.subscriber = issues.subscriber)", list(chunk))
             out.update((r[1], R.issue(r)) for r in rows)
         return out
 
@@ -290,24 +290,30 @@ class Store(History, People):
         in (subscriber, slot) order so that two workers recording the same batch never deadlock."""
         added: list[str] = []
         entries: list[tuple[str, str, str, int]] = []
+        messages: list[tuple[str, bytes]] = []
         with self.transaction():
             for n in sorted(issues, key=lambda n: (n.subscriber, n.slot)):
                 claimed = n.status == "pending" and owner is not None
                 cur = self._q(
                     "INSERT INTO issues (id, subscriber, slot, built_at, status, subject, message_id, "
-                    "message, entry_count, last_error, claimed_by, claim_until, expires_at, size, dropped) "
-                    f"VALUES ({marks(15)}) ON CONFLICT DO NOTHING",
+                    "entry_count, last_error, claimed_by, claim_until, expires_at, size, dropped) "
+                    f"VALUES ({marks(14)}) ON CONFLICT DO NOTHING",
                     (n.id, n.subscriber, R.ts(n.slot), R.ts(n.built_at), n.status, n.subject, n.message_id,
-                     n.message, len(n.entry_ids), n.note, owner if claimed else None,
+                     len(n.entry_ids), n.note, owner if claimed else None,
                      R.ts(claim_until) if claimed else None, R.ts(n.expires_at),
                      len(n.message) if n.message is not None else None, n.dropped))
                 if cur.rowcount == 0:
                     continue
                 added.append(n.id)
                 entries.extend([(n.id, n.subscriber, e, k) for k, e in enumerate(n.entry_ids)])
+                if n.message is not None:
+                    messages.append((n.id, n.message))
             if entries:  # each paper with its place in the issue (the archive shows them in that order)
                 self._many("INSERT INTO issue_entries (issue_id, subscriber, entry_id, position) VALUES (?,?,?,?) "
                            "ON CONFLICT DO NOTHING", entries)
+            if messages:  # apart from the issue's row: deleted once sent, they leave nothing behind
+                self._many("INSERT INTO issue_messages (issue_id, message) VALUES (?,?) ON CONFLICT DO NOTHING",
+                           messages)
         order = {n.id: i for i, n in enumerate(issues)}
         return sorted(added, key=order.__getitem__)
 
@@ -380,10 +386,13 @@ class Store(History, People):
 
     def _record_sent(self, sent: Sequence[Result], now: datetime) -> None:
         self._many("UPDATE issues SET status='sent', sent_at=?, attempts=attempts+1, last_error=NULL, "
-                   "message=NULL, claimed_by=NULL, claim_until=NULL, "
+                   "claimed_by=NULL, claim_until=NULL, "
                    "possible_duplicate=CASE WHEN ?=1 THEN 1 ELSE possible_duplicate END "
                    "WHERE id=? AND status='pending'",
                    [(R.ts(now), int(r.possible_duplicate), r.issue_id) for r in sent])
+        # a sent issue keeps no message bytes
+        self._many("DELETE FROM issue_messages WHERE issue_id=? AND issue_id IN (SELECT id FROM issues WHERE id=? "
+                   "AND status='sent')", [(r.issue_id, r.issue_id) for r in sent])
         self._many("UPDATE subscriber_state SET hard_failures=0 WHERE email=? AND hard_failures>0",
                    [(r.recipient,) for r in sent])
 

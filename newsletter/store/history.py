@@ -10,10 +10,10 @@ from typing import Any
 
 from newsletter.store import rows as R
 from newsletter.store.queries import Queries
-from newsletter.store.rows import ISSUE_COLUMNS, IssueRow, chunks, marks
+from newsletter.store.rows import ISSUE_COLUMNS, MESSAGE, IssueRow, chunks, marks
 
 _HEADS = "i.id, i.subscriber, i.slot, i.built_at, i.status, i.entry_count, i.last_error, i.sent_at, i.dropped"
-_LEAN = ISSUE_COLUMNS.replace(" message,", " NULL,")  # an issue row without its message bytes
+_LEAN = ISSUE_COLUMNS.replace(MESSAGE, "NULL")  # an issue row without its message bytes
 assert _LEAN != ISSUE_COLUMNS
 
 

@@ -16,7 +16,10 @@ from newsletter.store.schema import TABLES
 # Issue statuses: pending (message committed, not yet accepted), sent, failed (permanent),
 # empty (nothing to send for that slot), expired (too old to send).
 OPEN_STATUSES = ("pending", "sent")
-ISSUE_COLUMNS = ("id, subscriber, slot, built_at, status, subject, message_id, message, entry_count, "
+# A pending issue's message bytes live in `issue_messages` (schema 7): read with the issue's row, from
+# a query whose FROM names the `issues` table without an alias
+MESSAGE = "(SELECT m.message FROM issue_messages m WHERE m.issue_id = issues.id)"
+ISSUE_COLUMNS = (f"id, subscriber, slot, built_at, status, subject, message_id, {MESSAGE}, entry_count, "
                  "attempts, last_error, last_code, next_attempt, sent_at, possible_duplicate, "
                  "claimed_by, claim_until, expires_at, dropped")
 CHUNK = 500  # parameters per IN (...) list: well under either database's limit

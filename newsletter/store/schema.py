@@ -6,7 +6,7 @@ and ordered as text, byte by byte, exactly as SQLite does."""
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 TABLES: dict[str, tuple[str, ...]] = {
     "entries": ("id", "title_key", "title", "abstract", "authors", "author_count", "published", "upvotes",
@@ -19,6 +19,7 @@ TABLES: dict[str, tuple[str, ...]] = {
                "attempts", "last_error", "last_code", "next_attempt", "sent_at", "possible_duplicate", "claimed_by",
                "claim_until", "expires_at", "size", "dropped"),
     "issue_entries": ("issue_id", "subscriber", "entry_id", "position"),
+    "issue_messages": ("issue_id", "message"),
     "sources": ("name", "etag", "last_modified", "last_fetch", "last_ok", "last_error", "entries"),
 }
 
@@ -73,6 +74,14 @@ CREATE INDEX issues_pending ON issues(status, next_attempt) WHERE status = 'pend
     # 6: each paper's place in its issue (the archive shows them in the email's order; a row's
     # physical place moves on PostgreSQL when a paper takes its arXiv id). NULL: recorded before.
     6: "ALTER TABLE issue_entries ADD COLUMN position INTEGER;",
+    # 7: a pending issue's message bytes in a table of their own, deleted once it is sent
+    # (`issues.message` stays, always NULL). In the issue's row they kept up to a page of its table
+    # each, which the row, shrunk to ~300 bytes when sent, kept for ever: ~4 KB per delivered issue.
+    7: """
+CREATE TABLE issue_messages (issue_id TEXT PRIMARY KEY, message BLOB NOT NULL);
+INSERT INTO issue_messages (issue_id, message) SELECT id, message FROM issues WHERE message IS NOT NULL;
+UPDATE issues SET message = NULL WHERE message IS NOT NULL;
+""",
 }
 
 _T = 'TEXT COLLATE "C"'
@@ -123,6 +132,11 @@ ALTER TABLE issue_entries ADD COLUMN position INTEGER;
 UPDATE issue_entries ie SET position = o.n FROM (
     SELECT ctid AS row, row_number() OVER (PARTITION BY issue_id ORDER BY ctid) - 1 AS n FROM issue_entries) o
 WHERE ie.ctid = o.row;
+""",
+    7: f"""
+CREATE TABLE issue_messages (issue_id {_T} PRIMARY KEY, message BYTEA NOT NULL);
+INSERT INTO issue_messages (issue_id, message) SELECT id, message FROM issues WHERE message IS NOT NULL;
+UPDATE issues SET message = NULL WHERE message IS NOT NULL;
 """,
 }
 
