@@ -1,6 +1,7 @@
 """End to end at scale: N subscribers imported into the store, 500 entries, one slot, `newsletter send`
 into Postfix's `smtp-sink` on 127.0.0.1, and in the same run `smtp-source` with a message of the same
 size and the same concurrency against the same sink (the ratio is what to compare across machines).
+With a SQLite state it also prints what the delivered issues added to the file (pages in use).
 
     python bench/end_to_end.py                      # 100,000 subscribers, the whole `send`
     python bench/end_to_end.py -n 10000 --stage render   # building only (match, render, message bytes)
@@ -19,6 +20,7 @@ import os
 import random
 import re
 import shutil
+import sqlite3
 import socket
 import subprocess
 import sys
@@ -133,6 +135,18 @@ def _ledger(state: str) -> tuple[dict[str, int], float]:
         return {k: v for k, v in statuses.items() if v}, store.mean_size("sent")
 
 
+def _in_use(state: str) -> int | None:
+    """Bytes of a SQLite state file's pages in use (its free pages left out); None for PostgreSQL."""
+    if "://" in state:
+        return None
+    db = sqlite3.connect(f"file:{state}?mode=ro", uri=True)
+    try:
+        pages = db.execute("PRAGMA page_count").fetchone()[0] - db.execute("PRAGMA freelist_count").fetchone()[0]
+        return int(pages) * int(db.execute("PRAGMA page_size").fetchone()[0])
+    finally:
+        db.close()
+
+
 def _fresh(state: str) -> None:
     """A PostgreSQL state must start empty, as the temporary SQLite file does: drop our tables."""
     import psycopg
@@ -204,11 +218,16 @@ def main() -> None:
             print(f"building: {args.subscribers / build:,.0f} complete messages/s (one core)")
             return
         sink = _sink(port)
+        before = _in_use(state)
         t, rss, err = _cli(project, state, "send", "--no-fetch", "--at", AT, verbose=True)
         stages = re.search(r"stages: (.*)", err)
         statuses, size = _ledger(state)
         print(f"send        {t:7.1f} s  {args.subscribers / t:,.0f} emails/s  peak RSS {rss} MB")
         print(f"  stages: {stages.group(1) if stages else '?'}; ledger: {statuses}")
+        after = _in_use(state)
+        if before is not None and after is not None and statuses.get("sent"):
+            print(f"  state: +{(after - before) / 1e6:.1f} MB in use, {(after - before) / statuses['sent']:,.0f} bytes "
+                  "per delivered issue")
         # the same number of messages of the same mean size through the same sink, same concurrency
         msg_size = int(size) or 54 * 1024
         t_src = _smtp_source(port, args.subscribers, msg_size, args.concurrency)
