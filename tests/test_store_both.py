@@ -92,8 +92,12 @@ def test_outcomes_sent_failed_retry_and_pause(state: Path | str) -> None:
         assert c.message == b"From: x\r\n\r\nbody\r\n"
         assert store.states(["b@x.org"])["b@x.org"].paused_reason == "paused after 1 permanent delivery failures"
         assert store.pending_issues(NOW) == [] and len(store.pending_issues(NOW + timedelta(minutes=3))) == 1
+        assert b.message is None  # never sent again: its bytes are gone; the pending one keeps them
+        assert store.count("issue_messages") == 1
         store.expire([(c.id, "too late")])
-        assert store.issue(c.id).status == "expired"  # type: ignore[union-attr]
+        expired = store.issue(c.id)
+        assert expired is not None and expired.status == "expired" and expired.message is None
+        assert store.count("issue_messages") == 0
 
 
 def test_claims_leases_and_takeover(state: Path | str) -> None:

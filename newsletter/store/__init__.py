@@ -5,8 +5,8 @@ every subscriber's state. The only SQL in the project.
 both offer the same methods (newsletter/store/base.py holds the shared queries). Writes are grouped
 into short transactions; the ledger row of an issue is committed as `pending` (with the exact
 message bytes, claimed by the process that built it) before any SMTP transaction starts, and
-becomes `sent` only after the server accepted it; its message bytes are dropped then, so a
-delivered issue costs a few hundred bytes. The schema is versioned per dialect (schema.py):
+becomes `sent` only after the server accepted it; its message bytes (kept apart from its row) are
+deleted then, so a delivered issue costs its row and its papers' rows, under 2 KB. The schema is versioned per dialect (schema.py):
 `upgrade()` runs on every open, brings an older state up to date and refuses a newer one.
 """
 

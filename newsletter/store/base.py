@@ -348,8 +348,8 @@ class Store(History, People):
                     (owner,))
 
     def record_results(self, results: Sequence[Result], now: datetime, owner: str, pause_after: int) -> list[str]:
-        """Commit a group of delivery outcomes in one transaction. A sent issue drops its message
-        bytes. Permanent failures count towards pausing the subscriber; returns who got paused."""
+        """Commit a group of delivery outcomes in one transaction. A sent or failed issue drops its
+        message bytes. Permanent failures count towards pausing the subscriber; returns who got paused."""
         paused: list[str] = []
         sent: list[Result] = []  # consecutive successes go in one statement batch; order is kept
         with self.transaction():
@@ -373,6 +373,7 @@ class Store(History, People):
                     (r.status, r.error, r.code, R.ts(r.next_attempt), int(r.possible_duplicate), failed, failed,
                      r.issue_id))
                 if failed:
+                    self._drop_messages([r.issue_id])
                     self._q("INSERT INTO subscriber_state (email, hard_failures) VALUES (?, 1) ON CONFLICT (email) "
                             "DO UPDATE SET hard_failures=subscriber_state.hard_failures+1", (r.recipient,))
                     n = self._q("SELECT hard_failures FROM subscriber_state WHERE email=?",
@@ -390,9 +391,7 @@ class Store(History, People):
                    "possible_duplicate=CASE WHEN ?=1 THEN 1 ELSE possible_duplicate END "
                    "WHERE id=? AND status='pending'",
                    [(R.ts(now), int(r.possible_duplicate), r.issue_id) for r in sent])
-        # a sent issue keeps no message bytes
-        self._many("DELETE FROM issue_messages WHERE issue_id=? AND issue_id IN (SELECT id FROM issues WHERE id=? "
-                   "AND status='sent')", [(r.issue_id, r.issue_id) for r in sent])
+        self._drop_messages([r.issue_id for r in sent])
         self._many("UPDATE subscriber_state SET hard_failures=0 WHERE email=? AND hard_failures>0",
                    [(r.recipient,) for r in sent])
 
@@ -401,6 +400,13 @@ class Store(History, People):
         with self.transaction():
             self._many("UPDATE issues SET status='expired', last_error=?, claimed_by=NULL, claim_until=NULL "
                        "WHERE id=? AND status='pending'", [(why, i) for i, why in issue_ids])
+            self._drop_messages([i for i, _ in issue_ids])
+
+    def _drop_messages(self, issue_ids: Sequence[str]) -> None:
+        """An issue keeps its message bytes only while it is pending: those of these issues that are no
+        longer pending (sent, failed, expired: none is ever sent again) are deleted."""
+        self._many("DELETE FROM issue_messages WHERE issue_id=? AND issue_id IN (SELECT id FROM issues WHERE id=? "
+                   "AND status <> 'pending')", [(i, i) for i in issue_ids])
 
     # --- sources -----------------------------------------------------------------------------
 

@@ -74,7 +74,8 @@ CREATE INDEX issues_pending ON issues(status, next_attempt) WHERE status = 'pend
     # 6: each paper's place in its issue (the archive shows them in the email's order; a row's
     # physical place moves on PostgreSQL when a paper takes its arXiv id). NULL: recorded before.
     6: "ALTER TABLE issue_entries ADD COLUMN position INTEGER;",
-    # 7: a pending issue's message bytes in a table of their own, deleted once it is sent
+    # 7: a pending issue's message bytes in a table of their own, deleted once it is sent (or failed,
+    # or expired)
     # (`issues.message` stays, always NULL). In the issue's row they kept up to a page of its table
     # each, which the row, shrunk to ~300 bytes when sent, kept for ever: ~4 KB per delivered issue.
     7: """
