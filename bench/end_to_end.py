@@ -28,6 +28,7 @@ import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import quote
 
 import yaml
 
@@ -139,7 +140,7 @@ def _in_use(state: str) -> int | None:
     """Bytes of a SQLite state file's pages in use (its free pages left out); None for PostgreSQL."""
     if "://" in state:
         return None
-    db = sqlite3.connect(f"file:{state}?mode=ro", uri=True)
+    db = sqlite3.connect(f"file:{quote(state)}?mode=ro", uri=True)
     try:
         pages = db.execute("PRAGMA page_count").fetchone()[0] - db.execute("PRAGMA freelist_count").fetchone()[0]
         return int(pages) * int(db.execute("PRAGMA page_size").fetchone()[0])

@@ -74,6 +74,8 @@ def generate(folder: Path, n: int, days: int, per_day: int, words: list[str]) ->
                                  for s in subs], None, None)
             store._many("UPDATE issues SET status = 'sent', sent_at = built_at WHERE slot = ?",
                         [(slot.isoformat(),)])
+            store._many("DELETE FROM issue_messages WHERE issue_id IN (SELECT id FROM issues WHERE slot = ?)",
+                        [(slot.isoformat(),)])  # a sent issue keeps no message bytes
     return project, state
 
 

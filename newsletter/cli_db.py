@@ -30,7 +30,7 @@ def add_parser(sub: Any, parser: argparse.ArgumentParser) -> None:
     c.set_defaults(run=cmd_upgrade)
     c = dbsub.add_parser("copy", help="copy the whole state into another, empty one and verify the counts",
                          description="Copy entries, subscribers, subscriber states, issues (the ledger), "
-                                     "issue entries, source cursors and the reader pages' tables (ratings, "
+                                     "issue entries, pending issues' message bytes, source cursors and the reader pages' tables (ratings, "
                                      "sign-ups, bounces, link versions) from --state into TO, in one "
                                      "transaction, then compare the row count of every table. Stop the "
                                      "workers first: claims are not copied.")

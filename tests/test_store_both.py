@@ -5,6 +5,7 @@ source cursors, snapshots, schema versions."""
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -234,14 +235,18 @@ def test_outcomes_of_one_group_apply_in_order(state: Path | str) -> None:
         assert row and (row.status, row.attempts, row.last_error) == ("sent", 2, None)
 
 
-def test_a_pending_issue_of_schema_6_is_delivered_with_its_bytes_after_the_upgrade(state: Path | str) -> None:
-    """Schema 7 keeps a pending issue's message bytes apart from its row: the upgrade moves the bytes
-    a pending issue of an earlier release holds, the next `send` claims them, and once sent they are
-    gone from both places."""
+def test_pending_issues_of_schema_6_are_delivered_with_their_bytes_after_the_upgrade(state: Path | str) -> None:
+    """Schema 7 keeps a pending issue's message bytes apart from its row. Issues recorded before the
+    upgrade (or by an earlier release still running beside this one) keep theirs in the row: they are
+    claimed with them, and once sent or failed no bytes are left in either place."""
     from newsletter.store import schema
 
-    old = ("old@example.org@2026112707", "old@example.org", "2026-11-27T07:00:00+00:00",
-           "2026-11-27T07:00:00+00:00", "pending", "<old@example.org>", b"From: x\r\n\r\nold body\r\n", 0)
+    def old(name: str) -> tuple[object, ...]:
+        return (f"{name}@example.org@2026112707", f"{name}@example.org", "2026-11-27T07:00:00+00:00",
+                "2026-11-27T07:00:00+00:00", "pending", f"<{name}@example.org>",
+                f"From: x\r\n\r\n{name}'s digest\r\n".encode(), 0)
+
+    rows = [old("ada"), old("bob")]
     insert = ("INSERT INTO issues (id, subscriber, slot, built_at, status, message_id, message, entry_count) "
               "VALUES ({0}, {0}, {0}, {0}, {0}, {0}, {0}, {0})")
     if isinstance(state, str):
@@ -252,7 +257,8 @@ def test_a_pending_issue_of_schema_6_is_delivered_with_its_bytes_after_the_upgra
                 for statement in schema.statements(script):
                     conn.execute(statement)  # type: ignore[call-overload]
             conn.execute("INSERT INTO meta VALUES ('schema', '6')")
-            conn.execute(insert.format("%s"), old)  # type: ignore[call-overload]
+            for row in rows:
+                conn.execute(insert.format("%s"), row)  # type: ignore[call-overload]
     else:
         import sqlite3
 
@@ -260,15 +266,39 @@ def test_a_pending_issue_of_schema_6_is_delivered_with_its_bytes_after_the_upgra
         db = sqlite3.connect(state)
         db.executescript(schema.SQLITE_V1 + "".join(schema.SQLITE_UPGRADES[v] for v in range(2, 7)))
         db.execute("INSERT INTO meta VALUES ('schema', '6')")
-        db.execute(insert.format("?"), old)
+        db.executemany(insert.format("?"), rows)
         db.commit()
         db.close()
     with Store(state) as store:
         assert store.version() == SCHEMA_VERSION
+        store.record_issues([_issue("new@example.org")], None, None)  # one recorded by this release
         taken = store.claim_pending(NOW, "me:1", NOW + timedelta(minutes=15), 10, stealable)
-        assert [(r.id, r.message) for r in taken] == [(old[0], old[6])]
+        assert {r.id: r.message for r in taken} == {**{r[0]: r[6] for r in rows},
+                                                   "new@example.org@2026112707": b"From: x\r\n\r\nbody\r\n"}
+        store.record_results([Result(rows[0][0], "ada@example.org", "sent"),  # type: ignore[arg-type]
+                              Result(rows[1][0], "bob@example.org", "failed", "550 no such user", 550),  # type: ignore[arg-type]
+                              Result("new@example.org@2026112707", "new@example.org", "sent")], NOW, "me:1", 3)
+        assert [store.issue(r.id).status for r in taken] == ["sent", "failed", "sent"]  # type: ignore[union-attr]
+        assert all(store.issue(r.id).message is None for r in taken)  # type: ignore[union-attr]
         assert store._q("SELECT count(*) FROM issues WHERE message IS NOT NULL").fetchone()[0] == 0
-        store.record_results([Result(old[0], old[1], "sent")], NOW, "me:1", 3)
-        sent = store.issue(old[0])
-        assert sent is not None and sent.status == "sent" and sent.message is None
         assert store.count("issue_messages") == 0
+
+
+def test_pending_bytes_cross_between_dialects_with_db_copy(tmp_path: Path, pg_cluster) -> None:  # noqa: ANN001
+    """`db copy` carries a pending issue's message bytes (the table apart from the issues) from SQLite to
+    PostgreSQL and back, byte for byte, so the copy delivers it."""
+    from newsletter.store.copy import copy_state
+
+    sqlite_state, back = tmp_path / "a.sqlite3", tmp_path / "b.sqlite3"
+    url = pg_cluster.database()
+    payload = b"From: x\r\n\r\n" + bytes(range(256)) * 40 + b"\r\n"
+    with Store(sqlite_state) as store:
+        store.record_issues([replace(_issue("ada@example.org"), message=payload)], "me:1", NOW + timedelta(hours=1))
+    with Store(sqlite_state) as source, Store(url) as target:
+        assert {c.table: c.target for c in copy_state(source, target)}["issue_messages"] == 1
+    with Store(url) as source, Store(back) as target:
+        copy_state(source, target)
+    for where in (url, back):
+        with Store(where) as store:
+            [row] = store.claim_pending(NOW, "me:2", NOW + timedelta(minutes=15), 10, stealable)
+            assert row.message == payload

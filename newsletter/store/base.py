@@ -312,8 +312,9 @@ class Store(History, People):
                 self._many("INSERT INTO issue_entries (issue_id, subscriber, entry_id, position) VALUES (?,?,?,?) "
                            "ON CONFLICT DO NOTHING", entries)
             if messages:  # apart from the issue's row: deleted once sent, they leave nothing behind
-                self._many("INSERT INTO issue_messages (issue_id, message) VALUES (?,?) ON CONFLICT DO NOTHING",
-                           messages)
+                # (bytes already there under this id belong to no issue: a new issue's are these)
+                self._many("INSERT INTO issue_messages (issue_id, message) VALUES (?,?) ON CONFLICT (issue_id) "
+                           "DO UPDATE SET message=excluded.message", messages)
         order = {n.id: i for i, n in enumerate(issues)}
         return sorted(added, key=order.__getitem__)
 
@@ -368,10 +369,11 @@ class Store(History, People):
                     "UPDATE issues SET status=?, attempts=attempts+1, last_error=?, last_code=?, next_attempt=?, "
                     "possible_duplicate=CASE WHEN ?=1 THEN 1 ELSE possible_duplicate END, "
                     "claimed_by=CASE WHEN ?=1 THEN NULL ELSE claimed_by END, "
-                    "claim_until=CASE WHEN ?=1 THEN NULL ELSE claim_until END "
+                    "claim_until=CASE WHEN ?=1 THEN NULL ELSE claim_until END, "
+                    "message=CASE WHEN ?=1 THEN NULL ELSE message END "
                     "WHERE id=? AND status='pending'",
                     (r.status, r.error, r.code, R.ts(r.next_attempt), int(r.possible_duplicate), failed, failed,
-                     r.issue_id))
+                     failed, r.issue_id))
                 if failed:
                     self._drop_messages([r.issue_id])
                     self._q("INSERT INTO subscriber_state (email, hard_failures) VALUES (?, 1) ON CONFLICT (email) "
@@ -387,7 +389,7 @@ class Store(History, People):
 
     def _record_sent(self, sent: Sequence[Result], now: datetime) -> None:
         self._many("UPDATE issues SET status='sent', sent_at=?, attempts=attempts+1, last_error=NULL, "
-                   "claimed_by=NULL, claim_until=NULL, "
+                   "message=NULL, claimed_by=NULL, claim_until=NULL, "
                    "possible_duplicate=CASE WHEN ?=1 THEN 1 ELSE possible_duplicate END "
                    "WHERE id=? AND status='pending'",
                    [(R.ts(now), int(r.possible_duplicate), r.issue_id) for r in sent])
@@ -398,13 +400,14 @@ class Store(History, People):
     def expire(self, issue_ids: Sequence[tuple[str, str]]) -> None:
         """Mark pending issues expired, each with its reason."""
         with self.transaction():
-            self._many("UPDATE issues SET status='expired', last_error=?, claimed_by=NULL, claim_until=NULL "
-                       "WHERE id=? AND status='pending'", [(why, i) for i, why in issue_ids])
+            self._many("UPDATE issues SET status='expired', last_error=?, message=NULL, claimed_by=NULL, "
+                       "claim_until=NULL WHERE id=? AND status='pending'", [(why, i) for i, why in issue_ids])
             self._drop_messages([i for i, _ in issue_ids])
 
     def _drop_messages(self, issue_ids: Sequence[str]) -> None:
         """An issue keeps its message bytes only while it is pending: those of these issues that are no
-        longer pending (sent, failed, expired: none is ever sent again) are deleted."""
+        longer pending (sent, failed, expired: none is ever sent again) are deleted (the transitions
+        also empty `issues.message`, where issues recorded before schema 7 keep theirs)."""
         self._many("DELETE FROM issue_messages WHERE issue_id=? AND issue_id IN (SELECT id FROM issues WHERE id=? "
                    "AND status <> 'pending')", [(i, i) for i in issue_ids])
 

@@ -16,9 +16,10 @@ from newsletter.store.schema import TABLES
 # Issue statuses: pending (message committed, not yet accepted), sent, failed (permanent),
 # empty (nothing to send for that slot), expired (too old to send).
 OPEN_STATUSES = ("pending", "sent")
-# A pending issue's message bytes live in `issue_messages` (schema 7): read with the issue's row, from
-# a query whose FROM names the `issues` table without an alias
-MESSAGE = "(SELECT m.message FROM issue_messages m WHERE m.issue_id = issues.id)"
+# A pending issue's message bytes live in `issue_messages` (schema 7), or for an issue recorded before
+# (or by an earlier release still running) in `issues.message`: read with the issue's row, from a
+# query whose FROM names the `issues` table without an alias
+MESSAGE = "coalesce((SELECT m.message FROM issue_messages m WHERE m.issue_id = issues.id), issues.message)"
 ISSUE_COLUMNS = (f"id, subscriber, slot, built_at, status, subject, message_id, {MESSAGE}, entry_count, "
                  "attempts, last_error, last_code, next_attempt, sent_at, possible_duplicate, "
                  "claimed_by, claim_until, expires_at, dropped")

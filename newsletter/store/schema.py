@@ -75,14 +75,11 @@ CREATE INDEX issues_pending ON issues(status, next_attempt) WHERE status = 'pend
     # physical place moves on PostgreSQL when a paper takes its arXiv id). NULL: recorded before.
     6: "ALTER TABLE issue_entries ADD COLUMN position INTEGER;",
     # 7: a pending issue's message bytes in a table of their own, deleted once it is sent (or failed,
-    # or expired)
-    # (`issues.message` stays, always NULL). In the issue's row they kept up to a page of its table
-    # each, which the row, shrunk to ~300 bytes when sent, kept for ever: ~4 KB per delivered issue.
-    7: """
-CREATE TABLE issue_messages (issue_id TEXT PRIMARY KEY, message BLOB NOT NULL);
-INSERT INTO issue_messages (issue_id, message) SELECT id, message FROM issues WHERE message IS NOT NULL;
-UPDATE issues SET message = NULL WHERE message IS NOT NULL;
-""",
+    # or expired). In the issue's row they kept up to a page of its table each, which the row, shrunk
+    # to ~300 bytes when sent, kept for ever: ~4 KB per delivered issue. Nothing is moved: an issue
+    # recorded before (or by an earlier release still running) keeps its bytes in `issues.message`,
+    # which is read when the new table has none (rows.MESSAGE) and emptied when it is no longer pending.
+    7: "CREATE TABLE issue_messages (issue_id TEXT PRIMARY KEY, message BLOB NOT NULL);",
 }
 
 _T = 'TEXT COLLATE "C"'
@@ -134,11 +131,7 @@ UPDATE issue_entries ie SET position = o.n FROM (
     SELECT ctid AS row, row_number() OVER (PARTITION BY issue_id ORDER BY ctid) - 1 AS n FROM issue_entries) o
 WHERE ie.ctid = o.row;
 """,
-    7: f"""
-CREATE TABLE issue_messages (issue_id {_T} PRIMARY KEY, message BYTEA NOT NULL);
-INSERT INTO issue_messages (issue_id, message) SELECT id, message FROM issues WHERE message IS NOT NULL;
-UPDATE issues SET message = NULL WHERE message IS NOT NULL;
-""",
+    7: f"CREATE TABLE issue_messages (issue_id {_T} PRIMARY KEY, message BYTEA NOT NULL);",
 }
 
 
