@@ -304,7 +304,9 @@ class _Run:
                     why = "the subscriber was removed" if sub is None else st.reason
                     stale.append((r.id, f"not delivered: {why}"))
                     continue
-                assert r.message is not None, f"issue {r.id} is pending without a message"
+                if r.message is None:  # never recorded so; a state copied while another process sent
+                    stale.append((r.id, "not delivered: its message bytes are missing from the state"))
+                    continue
                 jobs.append(self.job(r.id, r.subscriber, r.message))
             if stale:
                 self.store.expire(stale)

@@ -192,6 +192,26 @@ def test_a_delivered_issue_keeps_no_message_bytes(smtp_server, tmp_path: Path) -
     assert recorder.messages
 
 
+def test_a_pending_issue_without_its_bytes_is_expired_with_a_reason_and_the_send_goes_on(
+        smtp_server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A pending issue whose message bytes are missing (a state copied while another process sent)
+    cannot be delivered: the next `send` expires it, saying why, and delivers the others."""
+    from newsletter.store import NewIssue
+
+    recorder, port = smtp_server
+    project = write_config(tmp_path, port=port)
+    slot = datetime(2026, 11, 27, 7, 0, tzinfo=timezone.utc)
+    with Store(tmp_path / ".newsletter" / "state.sqlite3") as store:
+        store.record_issues([NewIssue("ada@example.org@2026112707", "ada@example.org", slot, slot, "pending", (),
+                                      subject="s", message_id="<ada>", message=None)], None, None)
+    assert run("--file", str(project), "send", "--at", AT) == 0
+    with Store(tmp_path / ".newsletter" / "state.sqlite3") as store:
+        broken = store.issue("ada@example.org@2026112707")
+        assert broken is not None and broken.status == "expired"
+        assert broken.last_error == "not delivered: its message bytes are missing from the state"
+    assert recorder.messages and all("ada@example.org" not in rcpts for _, rcpts, _ in recorder.messages)
+
+
 def test_a_delivered_issue_leaves_at_most_2_kb_of_state(tmp_path: Path) -> None:
     """What a slot of delivered issues adds to the state file, in pages in use: the issue's row and
     its papers' rows (8 here), at most 2 KB each. The ~30 KB of message bytes each pending issue had
