@@ -268,13 +268,22 @@ class Store(History, People):
         return {r[0] for r in rows}
 
     def pending_issues(self, now: datetime, subscriber: str | None = None) -> list[IssueRow]:
-        sql = (f"SELECT {ISSUE_COLUMNS} FROM issues WHERE status='pending' "
+        """The pending issues due for an attempt, without their message bytes (`messages` reads those)."""
+        sql = (f"SELECT {R.LEAN_COLUMNS} FROM issues WHERE status='pending' "
                "AND (next_attempt IS NULL OR next_attempt <= ?)")
         args: list[object] = [R.ts(now)]
         if subscriber:
             sql += " AND subscriber=?"
             args.append(subscriber)
         return [R.issue(r) for r in self._q(sql + " ORDER BY slot, subscriber", args)]
+
+    def messages(self, issue_ids: Sequence[str]) -> dict[str, bytes]:
+        """The message bytes of these issues (those that have them: pending ones)."""
+        out: dict[str, bytes] = {}
+        for chunk in chunks(list(issue_ids)):
+            rows = self._q(f"SELECT id, {R.MESSAGE} FROM issues WHERE id IN ({marks(len(chunk))})", list(chunk))
+            out.update((i, bytes(m)) for i, m in rows if m is not None)
+        return out
 
     def claim_leases(self, owner: str) -> dict[str, datetime]:
         """Per process other than `owner` holding pending issues: its earliest lease end."""

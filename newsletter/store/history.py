@@ -10,11 +10,9 @@ from typing import Any
 
 from newsletter.store import rows as R
 from newsletter.store.queries import Queries
-from newsletter.store.rows import ISSUE_COLUMNS, MESSAGE, IssueRow, chunks, marks
+from newsletter.store.rows import IssueRow, chunks, marks
 
 _HEADS = "i.id, i.subscriber, i.slot, i.built_at, i.status, i.entry_count, i.last_error, i.sent_at, i.dropped"
-_LEAN = ISSUE_COLUMNS.replace(MESSAGE, "NULL")  # an issue row without its message bytes
-assert _LEAN != ISSUE_COLUMNS
 
 
 def _head(r: Sequence[Any]) -> IssueRow:
@@ -85,7 +83,7 @@ class History(Queries):
 
     def issues(self, status: str | None = None) -> list[IssueRow]:
         """The issues (with this status), without their message bytes (`status` lists every pending one)."""
-        sql, args = f"SELECT {_LEAN} FROM issues", []
+        sql, args = f"SELECT {R.LEAN_COLUMNS} FROM issues", []
         if status:
             sql += " WHERE status=?"
             args.append(status)

@@ -23,6 +23,7 @@ MESSAGE = "coalesce((SELECT m.message FROM issue_messages m WHERE m.issue_id = i
 ISSUE_COLUMNS = (f"id, subscriber, slot, built_at, status, subject, message_id, {MESSAGE}, entry_count, "
                  "attempts, last_error, last_code, next_attempt, sent_at, possible_duplicate, "
                  "claimed_by, claim_until, expires_at, dropped")
+LEAN_COLUMNS = ISSUE_COLUMNS.replace(MESSAGE, "NULL")  # an issue row without its message bytes
 CHUNK = 500  # parameters per IN (...) list: well under either database's limit
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from newsletter.errors import StateError
 from newsletter.store import rows as R
 from newsletter.store.base import Store
-from newsletter.store.rows import ISSUE_COLUMNS, IssueRow, marks
+from newsletter.store.rows import LEAN_COLUMNS, IssueRow, marks
 from newsletter.store.schema import SCHEMA_VERSION, SQLITE_UPGRADES, SQLITE_V1, statements
 
 # The write-ahead log is copied into the file when it holds this many pages (SQLite's default: 1,000,
@@ -200,7 +200,8 @@ class SqliteStore(Store):
     def claim_pending(self, now: datetime, owner: str, until: datetime, limit: int,
                       stealable: Callable[[str, datetime], bool], *, subscribers: Sequence[str] | None = None,
                       exclude: Sequence[str] = ()) -> list[IssueRow]:
-        sql = (f"SELECT {ISSUE_COLUMNS} FROM issues WHERE status='pending' "
+        # the candidates without their bytes (all of them are sorted), then the bytes of those taken
+        sql = (f"SELECT {LEAN_COLUMNS} FROM issues WHERE status='pending' "
                "AND (next_attempt IS NULL OR next_attempt <= ?)")
         args: list[object] = [R.ts(now)]
         if subscribers is not None:
@@ -223,7 +224,8 @@ class SqliteStore(Store):
                     break
             self.db.executemany("UPDATE issues SET claimed_by=?, claim_until=? WHERE id=?",
                                 [(owner, R.ts(until), row.id) for row in taken])
-        return [replace(row, claimed_by=owner, claim_until=until) for row in taken]
+            found = self.messages([row.id for row in taken])
+        return [replace(row, message=found.get(row.id), claimed_by=owner, claim_until=until) for row in taken]
 
 
 def _private(path: Path) -> None:
