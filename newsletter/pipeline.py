@@ -305,7 +305,9 @@ class _Run:
                     stale.append((r.id, f"not delivered: {why}"))
                     continue
                 if r.message is None:  # never recorded so; a state copied while another process sent
-                    stale.append((r.id, "not delivered: its message bytes are missing from the state"))
+                    why = "not delivered: its message bytes are missing from the state"
+                    stale.append((r.id, why))
+                    self.report.expired.append((r.subscriber, why))  # an anomaly: the run says so
                     continue
                 jobs.append(self.job(r.id, r.subscriber, r.message))
             if stale:

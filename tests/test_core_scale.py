@@ -196,7 +196,8 @@ def test_a_delivered_issue_keeps_no_message_bytes(smtp_server, tmp_path: Path) -
 def test_a_pending_issue_without_its_bytes_is_expired_with_a_reason_and_the_send_goes_on(
         smtp_server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A pending issue whose message bytes are missing (a state copied while another process sent)
-    cannot be delivered: the next `send` expires it, saying why, and delivers the others."""
+    cannot be delivered: the next `send` expires it, says so (exit status 3, a partial delivery) and
+    delivers the others."""
     from newsletter.store import NewIssue
 
     recorder, port = smtp_server
@@ -205,7 +206,10 @@ def test_a_pending_issue_without_its_bytes_is_expired_with_a_reason_and_the_send
     with Store(tmp_path / ".newsletter" / "state.sqlite3") as store:
         store.record_issues([NewIssue("ada@example.org@2026112707", "ada@example.org", slot, slot, "pending", (),
                                       subject="s", message_id="<ada>", message=None)], None, None)
-    assert run("--file", str(project), "send", "--at", AT) == 0
+    capsys.readouterr()
+    assert run("--file", str(project), "send", "--at", AT) == 3  # a partial delivery, said as such
+    assert "ada@example.org: expired: not delivered: its message bytes are missing from the state" in \
+        capsys.readouterr().err
     with Store(tmp_path / ".newsletter" / "state.sqlite3") as store:
         broken = store.issue("ada@example.org@2026112707")
         assert broken is not None and broken.status == "expired"

@@ -302,3 +302,16 @@ def test_pending_bytes_cross_between_dialects_with_db_copy(tmp_path: Path, pg_cl
         with Store(where) as store:
             [row] = store.claim_pending(NOW, "me:2", NOW + timedelta(minutes=15), 10, stealable)
             assert row.message == payload
+
+
+def test_a_claim_of_more_issues_than_one_query_holds_takes_each_with_its_bytes(state: Path | str) -> None:
+    """The bytes of the claimed issues are read in chunks of 500 ids: a claim of 1,200 gets every
+    issue's own; the issues' lists (`pending_issues`, `last_issues`) read none."""
+    subs = [f"r{i:04d}@example.org" for i in range(1200)]
+    with Store(state) as store:
+        store.record_issues([replace(_issue(s), message=f"From: x\r\n\r\n{s}\r\n".encode()) for s in subs], None, None)
+        taken = store.claim_pending(NOW, "me:1", NOW + timedelta(minutes=15), 1200, stealable)
+        assert len(taken) == 1200
+        assert all(r.message == f"From: x\r\n\r\n{r.subscriber}\r\n".encode() for r in taken)
+        assert all(r.message is None for r in store.pending_issues(NOW))
+        assert all(r.message is None for r in store.last_issues(subs[:3]).values())

@@ -207,7 +207,8 @@ class Store(History, People):
         return R.issue(row) if row else None
 
     def last_issue(self, subscriber: str, before: datetime | None = None) -> IssueRow | None:
-        sql, args = f"SELECT {ISSUE_COLUMNS} FROM issues WHERE subscriber=?", [subscriber]
+        """This subscriber's latest issue (before `before`), without its message bytes."""
+        sql, args = f"SELECT {R.LEAN_COLUMNS} FROM issues WHERE subscriber=?", [subscriber]
         if before is not None:
             sql += " AND slot < ?"
             args.append(R.ts(before) or "")
@@ -215,11 +216,11 @@ class Store(History, People):
         return R.issue(row) if row else None
 
     def last_issues(self, subscribers: Sequence[str]) -> dict[str, IssueRow]:
-        """The latest issue of each of these subscribers, in bulk."""
+        """The latest issue of each of these subscribers, in bulk, without their message bytes."""
         out: dict[str, IssueRow] = {}
         for chunk in chunks(subscribers):
             rows = self._q(
-                f"SELECT {ISSUE_COLUMNS} FROM issues WHERE subscriber IN ({marks(len(chunk))}) "
+                f"SELECT {R.LEAN_COLUMNS} FROM issues WHERE subscriber IN ({marks(len(chunk))}) "
                 "AND slot = (SELECT max(slot) FROM issues j WHERE j.subscriber = issues.subscriber)", list(chunk))
             out.update((r[1], R.issue(r)) for r in rows)
         return out

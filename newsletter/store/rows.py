@@ -24,6 +24,7 @@ ISSUE_COLUMNS = (f"id, subscriber, slot, built_at, status, subject, message_id, 
                  "attempts, last_error, last_code, next_attempt, sent_at, possible_duplicate, "
                  "claimed_by, claim_until, expires_at, dropped")
 LEAN_COLUMNS = ISSUE_COLUMNS.replace(MESSAGE, "NULL")  # an issue row without its message bytes
+assert LEAN_COLUMNS != ISSUE_COLUMNS
 CHUNK = 500  # parameters per IN (...) list: well under either database's limit
 
 
