@@ -6,8 +6,8 @@ both offer the same methods (newsletter/store/base.py holds the shared queries).
 into short transactions; the ledger row of an issue is committed as `pending` (with the exact
 message bytes, claimed by the process that built it) before any SMTP transaction starts, and
 becomes `sent` only after the server accepted it; its message bytes (kept apart from its row) are
-deleted then, so a delivered issue costs its row and its papers' rows (~1.9 KB with 8 papers). The schema is versioned per dialect (schema.py):
-`upgrade()` runs on every open, brings an older state up to date and refuses a newer one.
+deleted then, so a delivered issue costs its row and its papers' rows (~1.9 KB with 8 papers). The
+schema is versioned per dialect (schema.py): `upgrade()` runs on every open, brings an older state up to date and refuses a newer one.
 """
 
 from __future__ import annotations
