@@ -7,7 +7,8 @@ into short transactions; the ledger row of an issue is committed as `pending` (w
 message bytes, claimed by the process that built it) before any SMTP transaction starts, and
 becomes `sent` only after the server accepted it; its message bytes (kept apart from its row) are
 deleted then, so a delivered issue costs its row and its papers' rows (~1.9 KB with 8 papers). The
-schema is versioned per dialect (schema.py): `upgrade()` runs on every open, brings an older state up to date and refuses a newer one.
+schema is versioned per dialect (schema.py): `upgrade()` runs on every open, brings an older state
+up to date and refuses a newer one.
 """
 
 from __future__ import annotations
