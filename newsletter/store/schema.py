@@ -79,7 +79,13 @@ CREATE INDEX issues_pending ON issues(status, next_attempt) WHERE status = 'pend
     # to ~300 bytes when sent, kept for ever: ~4 KB per delivered issue. Nothing is moved: an issue
     # recorded before (or by an earlier release still running) keeps its bytes in `issues.message`,
     # which is read when the new table has none (rows.MESSAGE) and emptied when it is no longer pending.
-    7: "CREATE TABLE issue_messages (issue_id TEXT PRIMARY KEY, message BLOB NOT NULL);",
+    # And the pending issues in the order a claim takes them (as PostgreSQL's `issues_pending`): a
+    # claim reads the first few instead of sorting every pending issue (0.12 s a claim of 500 with
+    # 100,000 pending, as after an SMTP outage).
+    7: """
+CREATE TABLE issue_messages (issue_id TEXT PRIMARY KEY, message BLOB NOT NULL);
+CREATE INDEX issues_claim ON issues(slot, subscriber) WHERE status = 'pending';
+""",
 }
 
 _T = 'TEXT COLLATE "C"'
